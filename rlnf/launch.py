@@ -1,0 +1,323 @@
+"""Build the `accelerate launch` command of one node of a SLURM multi-node job.
+
+Run one copy per node (``srun --ntasks-per-node=1 python -m rlnf.launch -- <recipe args>``): each copy reads
+its node's SLURM variables and starts ``accelerate launch`` with the number of machines, this machine's rank,
+the total number of processes and the address of the first node. See recipes/slurm/grpo_asr.sbatch.
+
+    python -m rlnf.launch --dry-run --config accelerate_configs/multi_gpu.yaml \
+        -- --config recipes/grpo_asr_demo.yaml
+
+The module itself needs only the standard library; it exec's accelerate, so srun's signals reach it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from itertools import product
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_ACCELERATE_CONFIG",
+    "DEFAULT_MASTER_PORT",
+    "DEFAULT_SCRIPT",
+    "SlurmEnvError",
+    "build_launch_command",
+    "expand_nodelist",
+    "main",
+]
+
+DEFAULT_SCRIPT = "recipes/grpo_asr.py"
+DEFAULT_ACCELERATE_CONFIG = "accelerate_configs/multi_gpu.yaml"
+DEFAULT_MASTER_PORT = 29500
+RDZV_BACKENDS = ("c10d", "static")
+
+
+class SlurmEnvError(ValueError):
+    """A SLURM variable is missing, malformed or contradicts another one."""
+
+
+# ----------------------------------------------------------------------------------------------- nodelists
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside brackets: ``"a[1,2],b"`` -> ``["a[1,2]", "b"]``."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "[":
+            depth += 1
+            if depth > 1:
+                raise ValueError(f"nested brackets in nodelist {text!r}")
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in nodelist {text!r}")
+        if char == sep and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth != 0:
+        raise ValueError(f"unbalanced '[' in nodelist {text!r}")
+    parts.append("".join(current))
+    return parts
+
+
+def _expand_range_set(ranges: str, text: str) -> list[str]:
+    """``"01-03,07"`` -> ``["01", "02", "03", "07"]`` (zero padding kept, as SLURM does)."""
+    values: list[str] = []
+    for item in ranges.split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item.strip())
+        if match is None:
+            raise ValueError(f"bad range {item!r} in nodelist {text!r}")
+        start, end = match.group(1), match.group(2)
+        if end is None:
+            values.append(start)
+            continue
+        if int(end) < int(start):
+            raise ValueError(f"descending range {item!r} in nodelist {text!r}")
+        width = len(start)
+        values.extend(str(i).zfill(width) for i in range(int(start), int(end) + 1))
+    return values
+
+
+def _expand_python(nodelist: str) -> list[str]:
+    hosts: list[str] = []
+    for item in _split_top_level(nodelist.strip()):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"empty host name in nodelist {nodelist!r}")
+        # Alternate literal text and bracket groups: "rack[1-2]-gpu[01-02]" -> product of the groups.
+        pieces = re.split(r"\[([^\]]*)\]", item)
+        choices = [
+            [piece] if i % 2 == 0 else _expand_range_set(piece, nodelist) for i, piece in enumerate(pieces)
+        ]
+        hosts.extend("".join(combo) for combo in product(*choices))
+    return hosts
+
+
+def _expand_scontrol(nodelist: str) -> list[str] | None:
+    """Hosts from ``scontrol show hostnames``; None when scontrol is absent or fails."""
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        return None
+    try:
+        result = subprocess.run(
+            [scontrol, "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    hosts = result.stdout.split()
+    return hosts or None
+
+
+def expand_nodelist(nodelist: str, *, use_scontrol: bool = False) -> list[str]:
+    """Expand a SLURM nodelist (``gpu[01-04]``, ``a,b``, ``n[1-2,5]``, ``r[1-2]-n[1-2]``) to host names.
+
+    With ``use_scontrol`` and ``scontrol`` on PATH, SLURM's own ``scontrol show hostnames`` is asked first;
+    the built-in parser is the fallback. Raises ValueError on malformed lists.
+    """
+    if not nodelist or not nodelist.strip():
+        raise ValueError("empty nodelist")
+    if use_scontrol:
+        hosts = _expand_scontrol(nodelist)
+        if hosts:
+            return hosts
+    return _expand_python(nodelist)
+
+
+# ----------------------------------------------------------------------------------------------- env parsing
+def _first(env: Mapping[str, str], names: Sequence[str]) -> tuple[str, str] | None:
+    """(name, value) of the first variable in `names` that is set and non-empty."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def _int_var(name: str, value: str, *, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SlurmEnvError(f"{name}={value!r} is not an integer") from None
+    if number < minimum:
+        raise SlurmEnvError(f"{name}={number} must be >= {minimum}")
+    return number
+
+
+def _consistent_int(
+    env: Mapping[str, str], names: Sequence[str], *, minimum: int, what: str, hint: str
+) -> int:
+    """Read the integer that several SLURM variables carry; they must agree when more than one is set."""
+    found = {name: env[name].strip() for name in names if env.get(name, "").strip()}
+    if not found:
+        raise SlurmEnvError(f"{what}: none of {', '.join(names)} is set. {hint}")
+    values = {name: _int_var(name, value, minimum=minimum) for name, value in found.items()}
+    if len(set(values.values())) > 1:
+        shown = ", ".join(f"{name}={value}" for name, value in values.items())
+        raise SlurmEnvError(f"{what}: inconsistent SLURM variables ({shown}). {hint}")
+    return next(iter(values.values()))
+
+
+def _gpus_per_node(env: Mapping[str, str], gpus_per_node: int | None) -> int:
+    if gpus_per_node is not None:
+        if gpus_per_node < 1:
+            raise SlurmEnvError(f"gpus_per_node={gpus_per_node} must be >= 1")
+        return gpus_per_node
+    found = _first(env, ("SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_NODE"))
+    if found is None:
+        raise SlurmEnvError(
+            "GPUs per node unknown: neither SLURM_GPUS_ON_NODE nor SLURM_GPUS_PER_NODE is set. "
+            "Request GPUs with `#SBATCH --gpus-per-node=N` or pass --gpus-per-node N "
+            "(GPUS_PER_NODE in the sbatch script)."
+        )
+    name, value = found
+    # SLURM_GPUS_PER_NODE may carry a type: "a100:4" or "gpu:a100:4".
+    return _int_var(name, value.rsplit(":", 1)[-1], minimum=1)
+
+
+def build_launch_command(
+    env: Mapping[str, str],
+    *,
+    script: str = DEFAULT_SCRIPT,
+    accelerate_config: str = DEFAULT_ACCELERATE_CONFIG,
+    script_args: Sequence[str] = (),
+    gpus_per_node: int | None = None,
+    rdzv_backend: str = "c10d",
+    max_restarts: int = 0,
+    monitor_interval: float = 1.0,
+    accelerate: str = "accelerate",
+    use_scontrol: bool = False,
+) -> list[str]:
+    """The ``accelerate launch`` argv for this node of a SLURM job, from its environment variables.
+
+    Reads SLURM_JOB_NUM_NODES / SLURM_NNODES (number of machines), SLURM_NODEID / SLURM_PROCID (this machine's
+    rank; one launcher task per node), SLURM_GPUS_ON_NODE / SLURM_GPUS_PER_NODE unless `gpus_per_node` is
+    given, SLURM_JOB_NODELIST / SLURM_NODELIST (its first host is the main process, unless MASTER_ADDR is set)
+    and MASTER_PORT (default 29500). `max_restarts=0` makes the node's launcher stop all its processes and
+    exit non-zero as soon as one process fails. Raises SlurmEnvError naming the faulty variable.
+    """
+    if rdzv_backend not in RDZV_BACKENDS:
+        raise ValueError(f"rdzv_backend must be one of {RDZV_BACKENDS}, got {rdzv_backend!r}")
+    if max_restarts < 0:
+        raise ValueError(f"max_restarts must be >= 0, got {max_restarts}")
+    one_task_hint = "Run exactly one launcher per node: `srun --ntasks-per-node=1 python -m rlnf.launch ...`."
+
+    num_machines = _consistent_int(
+        env, ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"), minimum=1, what="number of nodes",
+        hint="Are you inside an sbatch/salloc allocation, and does the srun step span every node of the job?",
+    )
+    machine_rank = _consistent_int(
+        env, ("SLURM_NODEID", "SLURM_PROCID"), minimum=0, what="node rank", hint=one_task_hint
+    )
+    if machine_rank >= num_machines:
+        raise SlurmEnvError(
+            f"node rank {machine_rank} (SLURM_NODEID/SLURM_PROCID) >= number of nodes {num_machines}"
+        )
+    step_tasks = env.get("SLURM_STEP_NUM_TASKS", "").strip()
+    if step_tasks and _int_var("SLURM_STEP_NUM_TASKS", step_tasks, minimum=1) != num_machines:
+        raise SlurmEnvError(
+            f"SLURM_STEP_NUM_TASKS={step_tasks} but the job has {num_machines} nodes. {one_task_hint}"
+        )
+    gpus = _gpus_per_node(env, gpus_per_node)
+
+    nodelist_var = _first(env, ("SLURM_JOB_NODELIST", "SLURM_NODELIST"))
+    master_addr_var = env.get("MASTER_ADDR", "").strip()
+    if nodelist_var is not None:
+        name, nodelist = nodelist_var
+        try:
+            hosts = expand_nodelist(nodelist, use_scontrol=use_scontrol)
+        except ValueError as error:
+            raise SlurmEnvError(f"{name}={nodelist!r}: {error}") from None
+        if len(hosts) != num_machines:
+            raise SlurmEnvError(
+                f"{name}={nodelist!r} expands to {len(hosts)} hosts but the number of nodes is {num_machines}"
+            )
+        main_ip = master_addr_var or hosts[0]
+    elif master_addr_var:
+        main_ip = master_addr_var
+    else:
+        raise SlurmEnvError(
+            "main process address unknown: set SLURM_JOB_NODELIST (or SLURM_NODELIST) or MASTER_ADDR"
+        )
+    port = _int_var("MASTER_PORT", env.get("MASTER_PORT", "").strip() or str(DEFAULT_MASTER_PORT), minimum=1)
+    if port > 65535:
+        raise SlurmEnvError(f"MASTER_PORT={port} is not a valid port")
+
+    return [
+        accelerate, "launch",
+        "--config_file", str(accelerate_config),
+        "--num_machines", str(num_machines),
+        "--num_processes", str(num_machines * gpus),
+        "--machine_rank", str(machine_rank),
+        "--main_process_ip", main_ip,
+        "--main_process_port", str(port),
+        "--rdzv_backend", rdzv_backend,
+        "--max_restarts", str(max_restarts),
+        "--monitor_interval", f"{monitor_interval:g}",
+        str(script),
+        *script_args,
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _accelerate_executable() -> str:
+    """`accelerate` next to this interpreter (same virtual env) when present, else from PATH."""
+    candidate = Path(sys.executable).with_name("accelerate")
+    return str(candidate) if candidate.exists() else "accelerate"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rlnf.launch",
+        description="Start `accelerate launch` for this node of a SLURM job (one task per node). "
+        "Everything after `--` goes to the training script.",
+    )
+    parser.add_argument("--config", default=DEFAULT_ACCELERATE_CONFIG, help="accelerate config YAML")
+    parser.add_argument("--script", default=DEFAULT_SCRIPT, help="training script")
+    parser.add_argument("--gpus-per-node", type=int, default=None, help="default: SLURM_GPUS_ON_NODE")
+    parser.add_argument("--rdzv-backend", choices=RDZV_BACKENDS, default="c10d")
+    parser.add_argument("--max-restarts", type=int, default=0, help="0: fail fast (no elastic restarts)")
+    parser.add_argument("--monitor-interval", type=float, default=1.0, help="seconds between worker checks")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: build the command from ``os.environ`` and exec it (or print it with --dry-run)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, script_args = argv, []
+    if "--" in argv:
+        own, script_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    args = _parser().parse_args(own)
+    try:
+        command = build_launch_command(
+            os.environ,
+            script=args.script,
+            accelerate_config=args.config,
+            script_args=script_args,
+            gpus_per_node=args.gpus_per_node,
+            rdzv_backend=args.rdzv_backend,
+            max_restarts=args.max_restarts,
+            monitor_interval=args.monitor_interval,
+            accelerate=_accelerate_executable(),
+            use_scontrol=True,
+        )
+    except (SlurmEnvError, ValueError) as error:
+        print(f"rlnf.launch: error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(shlex.join(command))
+        return 0
+    print(f"rlnf.launch: {shlex.join(command)}", file=sys.stderr, flush=True)
+    os.execvp(command[0], command)  # replaces this process: signals from srun reach accelerate directly
+    return 0  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""`RewardModelProcessor`: audio clips and transcripts in, the four tensors `RewardModel` takes out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
+
+from ..audio import load_audio
+from .tokenizer import RewardTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class RewardFeatureExtractor(WhisperFeatureExtractor):
+    """Whisper-style log-mel with the reward model's parameters, computed clip by clip.
+
+    Each clip is normalised and transformed on its own (exactly what the original did for one clip), then the
+    features are padded to the longest clip, with a frame mask from the true lengths. Doing it per clip keeps
+    the STFT's edge frames and the per-utterance normalisation independent of the other clips in the batch.
+    """
+
+    model_input_names = ["audio", "audio_attention_mask"]
+
+    def __init__(
+        self,
+        feature_size: int = 80,
+        sampling_rate: int = 16000,
+        hop_length: int = 256,
+        n_fft: int = 1024,
+        chunk_length: int = 30,
+        padding_value: float = 0.0,
+        dither: float = 0.0,
+        return_attention_mask: bool = True,
+        do_normalize: bool = True,
+        max_audio_seconds: float = 30.0,
+        truncate_long_audio: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            feature_size=feature_size, sampling_rate=sampling_rate, hop_length=hop_length, n_fft=n_fft,
+            chunk_length=chunk_length, padding_value=padding_value, dither=dither,
+            return_attention_mask=return_attention_mask, **kwargs,
+        )
+        self.do_normalize = do_normalize
+        self.max_audio_seconds = max_audio_seconds
+        self.truncate_long_audio = truncate_long_audio
+
+    def _prepare(self, waveform: np.ndarray, index: int) -> np.ndarray:
+        limit = int(self.max_audio_seconds * self.sampling_rate)
+        if waveform.shape[0] > limit:
+            seconds = waveform.shape[0] / self.sampling_rate
+            if not self.truncate_long_audio:
+                raise ValueError(f"audio item {index}: {seconds:.1f} s is longer than {self.max_audio_seconds} s")
+            logger.warning("audio item %d: %.1f s truncated to %.1f s", index, seconds, self.max_audio_seconds)
+            waveform = waveform[:limit]
+        if waveform.shape[0] <= self.n_fft:
+            raise ValueError(
+                f"audio item {index}: {waveform.shape[0]} samples is too short: need more than one analysis window "
+                f"({self.n_fft} samples = {1000 * self.n_fft / self.sampling_rate:.0f} ms)"
+            )
+        return waveform
+
+    def log_mel(self, waveform: np.ndarray) -> np.ndarray:
+        """[n_mel, frames] features of one 16 kHz clip, as the original computed them."""
+        if self.do_normalize:
+            waveform = (waveform - waveform.mean()) / np.sqrt(waveform.var() + 1e-7)
+        return self._torch_extract_fbank_features(waveform[None].astype(np.float32), "cpu")[0]
+
+    def __call__(
+        self,
+        audios: Any,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Features for a clip or a list of clips in any form `rlnf.audio.load_audio` takes."""
+        if not isinstance(audios, (list, tuple)):
+            audios = [audios]
+        if len(audios) == 0:
+            raise ValueError("no audio given")
+        features = [
+            self.log_mel(self._prepare(load_audio(item, sampling_rate, index=i, target_sampling_rate=self.sampling_rate), i))
+            for i, item in enumerate(audios)
+        ]
+        frames = max(f.shape[1] for f in features)
+        batch = np.full((len(features), self.feature_size, frames), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(features), frames), dtype=np.int64)
+        for row, feature in enumerate(features):
+            batch[row, :, : feature.shape[1]] = feature
+            mask[row, : feature.shape[1]] = 1
+        return BatchFeature({"audio": batch, "audio_attention_mask": mask}, tensor_type=return_tensors)
+
+
+class RewardModelProcessor(ProcessorMixin):
+    """Feature extractor + SentencePiece tokenizer of the reward model.
+
+    ``processor(audios=[...], texts=[...])`` returns ``audio``, ``audio_attention_mask``, ``text`` and
+    ``text_attention_mask``. An empty text is valid: it is scored as ``</s>`` alone (a "nothing was said"
+    hypothesis), which the model scores like any other transcript.
+    """
+
+    feature_extractor_class = "RewardFeatureExtractor"
+    tokenizer_class = "RewardTokenizer"
+
+    def __init__(self, feature_extractor: RewardFeatureExtractor, tokenizer: RewardTokenizer, **kwargs: Any) -> None:
+        super().__init__(feature_extractor, tokenizer, **kwargs)
+
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path: Any, processor_dict: Any = None, **kwargs: Any):
+        """Load the tokenizer as `RewardTokenizer` whatever class the folder names (the published repo says
+        ``T5Tokenizer``, whose transformers-5 conversion segments text differently from the original)."""
+        kwargs.pop("subfolder", None)
+        feature_extractor = RewardFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        tokenizer = RewardTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return [feature_extractor, tokenizer]
+
+    def extract_audio(self, audios: Any, sampling_rate: int | None = None) -> BatchFeature:
+        """Clip-only work: features and frame mask."""
+        return self.feature_extractor(audios, sampling_rate=sampling_rate, return_tensors="pt")
+
+    def tokenize(self, texts: Sequence[str]) -> BatchFeature:
+        """Text-only work: ids (SentencePiece + ``</s>``) padded with ``<pad>``, and their mask."""
+        if isinstance(texts, str):
+            texts = [texts]
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"text item {i}: expected a string, got {type(text).__name__}")
+        if len(texts) == 0:
+            raise ValueError("no text given")
+        ids = self.tokenizer.encode_texts(list(texts))
+        length = max(len(row) for row in ids)
+        text = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, row_ids in enumerate(ids):
+            text[row, : len(row_ids)] = torch.tensor(row_ids)
+            mask[row, : len(row_ids)] = 1
+        return BatchFeature({"text": text, "text_attention_mask": mask})
+
+    def __call__(
+        self,
+        audios: Any = None,
+        texts: Sequence[str] | str | None = None,
+        sampling_rate: int | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        if audios is None and texts is None:
+            raise ValueError("give audios, texts or both")
+        if audios is not None and not isinstance(audios, (list, tuple)):
+            audios = [audios]
+        if isinstance(texts, str):
+            texts = [texts]
+        if audios is not None and texts is not None and len(audios) != len(texts):
+            raise ValueError(f"got {len(audios)} audios but {len(texts)} texts: they are scored pairwise")
+        batch: dict[str, torch.Tensor] = {}
+        if audios is not None:
+            batch.update(self.extract_audio(audios, sampling_rate))
+        if texts is not None:
+            batch.update(self.tokenize(texts))
+        return BatchFeature(batch)
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["audio", "audio_attention_mask", "text", "text_attention_mask"]

@@ -1,0 +1,377 @@
+"""Reference-based rewards and penalties, open-r1 style: ``f(completions, **kwargs) -> list[float | None]``.
+
+TRL calls each reward with the completions plus every dataset column (already repeated once per completion),
+so a reward reads the reference transcript from ``kwargs[reference_column]``. All rewards here are plain
+module-level functions or ``functools.partial`` objects from the ``make_*`` factories: both pickle (TRL's
+async trainer runs rewards in a child process) and both show under the function's name in TRL's logs
+(``rewards/wer/mean``).
+
+Conventions:
+
+* ``wer`` / ``cer`` return ``1 - error_rate`` clipped to [0, 1] (higher is better, like every TRL reward).
+  An error rate above 1 (many insertions) is clipped to reward 0. A row without a reference (column missing,
+  value ``None`` or not a string) gets ``None``: TRL then ignores it in the sums. A reference that normalises
+  to the empty string (silence) rewards an empty hypothesis with 1 and anything else with 0.
+* Penalties are in [``penalty``, 0] with ``penalty`` negative, and are never ``None``.
+* Texts are normalised before comparison (``normalizer="bambara"``): Bambara-aware (contractions expanded,
+  legacy spellings mapped to ɛ ɔ ɲ ŋ, digits spelled out in Bambara, tone marks, case and punctuation dropped)
+  via the ``bambara-text-normalizer`` package, or a small Unicode fallback when it is not installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Normalizer = str | Callable[[str], str] | None
+RewardOutput = list[float | None]
+
+DEFAULT_REFERENCE_COLUMN = "text"
+DEFAULT_AUDIO_COLUMN = "audio"
+DEFAULT_DURATION_COLUMN = "duration"
+
+# ----------------------------------------------------------------------------------------------------
+# Completions: one helper for both formats TRL passes
+# ----------------------------------------------------------------------------------------------------
+
+
+def _message_text(content: Any, index: int) -> str:
+    """A message's ``content``: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    raise TypeError(f"completion {index}: message content must be a string, got {type(content).__name__}")
+
+
+def completion_text(completion: Any, index: int = 0) -> str:
+    """The transcript in one completion: a string, or a conversation (its assistant messages, joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict) and "content" in completion:
+        completion = [completion]
+    if isinstance(completion, (list, tuple)) and all(isinstance(m, dict) for m in completion):
+        replies = [m for m in completion if m.get("role", "assistant") == "assistant"]
+        parts = [_message_text(m.get("content", ""), index) for m in replies]
+        return " ".join(part for part in parts if part)
+    raise TypeError(
+        f"completion {index}: expected a string or a list of {{'role', 'content'}} messages, "
+        f"got {type(completion).__name__}"
+    )
+
+
+def completion_texts(completions: Sequence[Any]) -> list[str]:
+    """Plain strings for ``list[str]`` or conversational ``list[list[{"role", "content"}]]`` completions."""
+    if completions is None or isinstance(completions, (str, bytes)):
+        raise TypeError(f"completions must be a list, got {type(completions).__name__}")
+    return [completion_text(completion, index) for index, completion in enumerate(completions)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Normalisation
+# ----------------------------------------------------------------------------------------------------
+
+_PUNCTUATION = re.compile(r"[^\w\s']|_")
+_SPACES = re.compile(r"\s+")
+_TONES = {"\u0300", "\u0301", "\u0302", "\u0304", "\u030c"}
+
+
+def basic_normalize(text: str) -> str:
+    """Fallback normaliser: NFC, lower case, tone marks and punctuation removed, whitespace collapsed.
+
+    Keeps the Bambara letters ɛ ɔ ɲ ŋ (they are word characters) and apostrophes (contractions such as b'a).
+    """
+    decomposed = unicodedata.normalize("NFD", text.lower().replace("\u2019", "'"))
+    text = unicodedata.normalize("NFC", "".join(c for c in decomposed if c not in _TONES))
+    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _bambara_normalizer() -> Callable[[str], str]:
+    """Build the package's normaliser once (it compiles a punctuation table over the whole BMP)."""
+    try:
+        from bambara_normalizer import create_normalizer
+    except ImportError:
+        return basic_normalize
+    # The package's WER preset, minus `strip_repetitions`: collapsing "aaaa" to "aa" would hide exactly the
+    # repetition hallucinations a reward should see. Same settings for WER and CER so the two agree.
+    return create_normalizer("wer", strip_repetitions=False)
+
+
+def bambara_normalize(text: str) -> str:
+    """Bambara-aware normalisation for scoring (see the module docstring)."""
+    return _bambara_normalizer()(text)
+
+
+def whitespace_normalize(text: str) -> str:
+    """No normalisation beyond collapsing whitespace (``normalizer=None``)."""
+    return _SPACES.sub(" ", text).strip()
+
+
+_NORMALIZERS: dict[str, Callable[[str], str]] = {
+    "bambara": bambara_normalize,
+    "basic": basic_normalize,
+    "none": whitespace_normalize,
+}
+
+
+def get_normalizer(normalizer: Normalizer) -> Callable[[str], str]:
+    """Resolve ``"bambara"`` / ``"basic"`` / ``"none"`` / ``None`` / a callable to a ``str -> str``."""
+    if callable(normalizer):
+        return normalizer
+    key = "none" if normalizer is None else normalizer
+    if key not in _NORMALIZERS:
+        raise ValueError(f"unknown normalizer {normalizer!r}: use {sorted(_NORMALIZERS)} or a callable")
+    return _NORMALIZERS[key]
+
+
+def _references(kwargs: dict[str, Any], column: str, count: int) -> list[str | None]:
+    """The reference column, or ``None`` per row when the dataset has no such column."""
+    references = kwargs.get(column)
+    if references is None:
+        return [None] * count
+    if len(references) != count:
+        raise ValueError(f"got {count} completions but {len(references)} values in column {column!r}")
+    return [ref if isinstance(ref, str) else None for ref in references]
+
+
+# ----------------------------------------------------------------------------------------------------
+# WER / CER rewards
+# ----------------------------------------------------------------------------------------------------
+
+
+def _error_rate(reference: str, hypothesis: str, unit: str) -> float:
+    """Word or character error rate of two normalised strings (jiwer), defined for an empty reference."""
+    import jiwer
+
+    if not reference:
+        return 0.0 if not hypothesis else 1.0
+    if unit == "word":
+        return float(jiwer.wer(reference, hypothesis))
+    return float(jiwer.cer(reference, hypothesis))
+
+
+def _error_rate_reward(
+    completions: Sequence[Any],
+    unit: str,
+    reference_column: str,
+    normalizer: Normalizer,
+    kwargs: dict[str, Any],
+) -> RewardOutput:
+    hypotheses = completion_texts(completions)
+    normalize = get_normalizer(normalizer)
+    rewards: RewardOutput = []
+    references = _references(kwargs, reference_column, len(hypotheses))
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        if reference is None:
+            rewards.append(None)
+            continue
+        rate = _error_rate(normalize(reference), normalize(hypothesis), unit)
+        rewards.append(min(max(1.0 - rate, 0.0), 1.0))
+    return rewards
+
+
+def wer(
+    completions: Sequence[Any],
+    *,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    normalizer: Normalizer = "bambara",
+    **kwargs: Any,
+) -> RewardOutput:
+    """``1 - WER`` clipped to [0, 1] against ``kwargs[reference_column]``; ``None`` without a reference."""
+    return _error_rate_reward(completions, "word", reference_column, normalizer, kwargs)
+
+
+def cer(
+    completions: Sequence[Any],
+    *,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    normalizer: Normalizer = "bambara",
+    **kwargs: Any,
+) -> RewardOutput:
+    """``1 - CER`` clipped to [0, 1] against ``kwargs[reference_column]``; ``None`` without a reference."""
+    return _error_rate_reward(completions, "char", reference_column, normalizer, kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Penalties
+# ----------------------------------------------------------------------------------------------------
+
+
+def repeated_ngram_fraction(words: Sequence[str], ngram_size: int) -> float:
+    """Share of the word n-grams that repeat an earlier one: 0 for none, close to 1 for a looping output."""
+    ngrams = [tuple(words[i : i + ngram_size]) for i in range(len(words) - ngram_size + 1)]
+    if not ngrams:
+        return 0.0
+    return 1.0 - len(set(ngrams)) / len(ngrams)
+
+
+def _duration_seconds(item: Any, cache: dict[Any, float | None]) -> float | None:
+    """A clip's duration, cheaply where the item says it (array + rate), else by decoding it once per call."""
+    if item is None:
+        return None
+    if isinstance(item, dict) and item.get("array") is not None:
+        return len(item["array"]) / float(item.get("sampling_rate") or 16_000)
+    from rlnf.audio import TARGET_SAMPLING_RATE, audio_key, load_audio
+
+    key = audio_key(getattr(item, "_hf_encoded", None) or item)  # datasets' decoders carry their source
+    if key not in cache:
+        cache[key] = len(load_audio(item)) / TARGET_SAMPLING_RATE
+    return cache[key]
+
+
+def _durations(
+    kwargs: dict[str, Any], duration_column: str, audio_column: str, count: int
+) -> list[float | None]:
+    """Per-row clip durations from ``duration_column``, else from the audio, else ``None``."""
+    if kwargs.get(duration_column) is not None:
+        return [None if value is None else float(value) for value in kwargs[duration_column]]
+    audios = kwargs.get(audio_column)
+    if audios is None:
+        return [None] * count
+    cache: dict[Any, float | None] = {}
+    return [_duration_seconds(audio, cache) for audio in audios]
+
+
+def excess_length_fraction(
+    hypothesis: str,
+    reference: str | None,
+    duration: float | None,
+    *,
+    max_length_ratio: float | None,
+    length_slack: int,
+    chars_per_second: float | None,
+) -> float:
+    """How far the hypothesis overshoots its length limit, in [0, 1] (1 = twice the limit or more).
+
+    The limit is the tightest of ``max_length_ratio * len(reference) + length_slack`` characters and
+    ``chars_per_second * duration``; without a reference or duration that side imposes no limit.
+    """
+    limits = []
+    if reference is not None and max_length_ratio is not None:
+        limits.append(max_length_ratio * len(reference) + length_slack)
+    if duration is not None and chars_per_second is not None:
+        limits.append(max(chars_per_second * duration, float(length_slack)))
+    if not limits:
+        return 0.0
+    return min(max(len(hypothesis) / min(limits) - 1.0, 0.0), 1.0)
+
+
+def repetition_penalty(
+    completions: Sequence[Any],
+    *,
+    ngram_size: int = 3,
+    penalty: float = -1.0,
+    max_length_ratio: float | None = 2.0,
+    length_slack: int = 10,
+    chars_per_second: float | None = 25.0,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    duration_column: str = DEFAULT_DURATION_COLUMN,
+    audio_column: str = DEFAULT_AUDIO_COLUMN,
+    normalizer: Normalizer = "bambara",
+    **kwargs: Any,
+) -> list[float]:
+    """Penalise hallucination loops: repeated word n-grams, or output far longer than the clip allows.
+
+    Value: ``penalty * max(repetition, overshoot)`` in [``penalty``, 0], where ``repetition`` is the share of
+    repeated ``ngram_size``-grams beyond the reference's own (legitimate repeats are not punished) and
+    ``overshoot`` is `excess_length_fraction` (reference length, and ``chars_per_second`` x clip duration
+    taken from ``duration_column`` or decoded from ``audio_column``). Set a limit to ``None`` to disable it.
+    """
+    if penalty > 0:
+        raise ValueError(f"penalty must be <= 0, got {penalty}")
+    normalize = get_normalizer(normalizer)
+    hypotheses = [normalize(text) for text in completion_texts(completions)]
+    raw_references = _references(kwargs, reference_column, len(hypotheses))
+    references = [None if ref is None else normalize(ref) for ref in raw_references]
+    durations = [None] * len(hypotheses)
+    if chars_per_second is not None:
+        durations = _durations(kwargs, duration_column, audio_column, len(hypotheses))
+    values = []
+    for hypothesis, reference, duration in zip(hypotheses, references, durations, strict=True):
+        repetition = repeated_ngram_fraction(hypothesis.split(), ngram_size)
+        if reference is not None:
+            repetition = max(repetition - repeated_ngram_fraction(reference.split(), ngram_size), 0.0)
+        overshoot = excess_length_fraction(
+            hypothesis, reference, duration, max_length_ratio=max_length_ratio, length_slack=length_slack,
+            chars_per_second=chars_per_second,
+        )
+        values.append(penalty * max(repetition, overshoot) + 0.0)  # + 0.0: no -0.0 in logs
+    return values
+
+
+def empty_penalty(
+    completions: Sequence[Any],
+    *,
+    penalty: float = -1.0,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    normalizer: Normalizer = "bambara",
+    **kwargs: Any,
+) -> list[float]:
+    """``penalty`` for a completion that is empty after normalisation, unless its reference is empty too."""
+    normalize = get_normalizer(normalizer)
+    hypotheses = completion_texts(completions)
+    references = _references(kwargs, reference_column, len(hypotheses))
+    values = []
+    for hypothesis, reference in zip(hypotheses, references, strict=True):
+        silent_clip = reference is not None and not normalize(reference)
+        values.append(penalty if not normalize(hypothesis) and not silent_clip else 0.0)
+    return values
+
+
+# ----------------------------------------------------------------------------------------------------
+# Factories: configured, still picklable and still named after the function for TRL's logs
+# ----------------------------------------------------------------------------------------------------
+
+
+def make_wer_reward(
+    reference_column: str = DEFAULT_REFERENCE_COLUMN, normalizer: Normalizer = "bambara"
+) -> Callable[..., RewardOutput]:
+    """`wer` with another reference column or normaliser (logged as ``rewards/wer/...``)."""
+    return functools.partial(wer, reference_column=reference_column, normalizer=normalizer)
+
+
+def make_cer_reward(
+    reference_column: str = DEFAULT_REFERENCE_COLUMN, normalizer: Normalizer = "bambara"
+) -> Callable[..., RewardOutput]:
+    """`cer` with another reference column or normaliser (logged as ``rewards/cer/...``)."""
+    return functools.partial(cer, reference_column=reference_column, normalizer=normalizer)
+
+
+def make_repetition_penalty(
+    ngram_size: int = 3,
+    penalty: float = -1.0,
+    max_length_ratio: float | None = 2.0,
+    length_slack: int = 10,
+    chars_per_second: float | None = 25.0,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    duration_column: str = DEFAULT_DURATION_COLUMN,
+    audio_column: str = DEFAULT_AUDIO_COLUMN,
+    normalizer: Normalizer = "bambara",
+) -> Callable[..., list[float]]:
+    """`repetition_penalty` with other settings (logged as ``rewards/repetition_penalty/...``)."""
+    if ngram_size < 1:
+        raise ValueError(f"ngram_size must be >= 1, got {ngram_size}")
+    if penalty > 0:
+        raise ValueError(f"penalty must be <= 0, got {penalty}")
+    return functools.partial(
+        repetition_penalty, ngram_size=ngram_size, penalty=penalty, max_length_ratio=max_length_ratio,
+        length_slack=length_slack, chars_per_second=chars_per_second, reference_column=reference_column,
+        duration_column=duration_column, audio_column=audio_column, normalizer=normalizer,
+    )
+
+
+def make_empty_penalty(
+    penalty: float = -1.0,
+    reference_column: str = DEFAULT_REFERENCE_COLUMN,
+    normalizer: Normalizer = "bambara",
+) -> Callable[..., list[float]]:
+    """`empty_penalty` with other settings (logged as ``rewards/empty_penalty/...``)."""
+    if penalty > 0:
+        raise ValueError(f"penalty must be <= 0, got {penalty}")
+    return functools.partial(
+        empty_penalty, penalty=penalty, reference_column=reference_column, normalizer=normalizer
+    )
