@@ -209,7 +209,10 @@ def build_launch_command(
     one_task_hint = "Run exactly one launcher per node: `srun --ntasks-per-node=1 python -m rlnf.launch ...`."
 
     num_machines = _consistent_int(
-        env, ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"), minimum=1, what="number of nodes",
+        env,
+        ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"),
+        minimum=1,
+        what="number of nodes",
         hint="Are you inside an sbatch/salloc allocation, and does the srun step span every node of the job?",
     )
     machine_rank = _consistent_int(

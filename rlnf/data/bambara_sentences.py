@@ -122,15 +122,21 @@ def _market() -> list[str]:
     price_q = [f"{g} sɔngɔ ye joli ye?" for g in GOODS]
     bought = _thin(
         itertools.product(PRONOUNS, GOODS, PAST_TIMES),
-        lambda p, g, t: f"{p[0]} ye {g} san {t}.", 20, "bought",
+        lambda p, g, t: f"{p[0]} ye {g} san {t}.",
+        20,
+        "bought",
     )
     sells = _thin(
         itertools.product(NAMES + ("Muso", "Jagokɛla"), GOODS),
-        lambda n, g: f"{n} bɛ {g} feere sugu la.", 20, "sells",
+        lambda n, g: f"{n} bɛ {g} feere sugu la.",
+        20,
+        "sells",
     )
     kilo = _thin(
         itertools.product(GOODS, PRICES),
-        lambda g, p: f"{g} kilo kelen ye {_price(p)} ye.", 15, "kilo",
+        lambda g, p: f"{g} kilo kelen ye {_price(p)} ye.",
+        15,
+        "kilo",
     )
     return fixed + [_sentence(s) for s in want + price_q] + bought + sells + kilo
 
@@ -138,16 +144,27 @@ def _market() -> list[str]:
 def _family() -> list[str]:
     where = _thin(
         itertools.product(PRONOUNS, KIN, LOCATIONS),
-        lambda p, k, loc: f"{p[1]} {k} bɛ {loc}.", 30, "where",
+        lambda p, k, loc: f"{p[1]} {k} bɛ {loc}.",
+        30,
+        "where",
     )
-    named = _thin(itertools.product(PRONOUNS, KIN[:10], NAMES), lambda p, k, n: f"{p[1]} {k} tɔgɔ ko {n}.", 15, "kin-name")
+    named = _thin(
+        itertools.product(PRONOUNS, KIN[:10], NAMES),
+        lambda p, k, n: f"{p[1]} {k} tɔgɔ ko {n}.",
+        15,
+        "kin-name",
+    )
     job = _thin(
         itertools.product(PRONOUNS, KIN, PROFESSIONS),
-        lambda p, k, j: f"{p[1]} {k} ye {j} ye.", 20, "kin-job",
+        lambda p, k, j: f"{p[1]} {k} ye {j} ye.",
+        20,
+        "kin-job",
     )
     doing = _thin(
         itertools.product(PRONOUNS, KIN, ACTIVITIES),
-        lambda p, k, a: f"{p[1]} {k} bɛ ka {a}.", 25, "doing",
+        lambda p, k, a: f"{p[1]} {k} bɛ ka {a}.",
+        25,
+        "doing",
     )
     fixed = [
         "Denmisɛnw bɛ ka tulon kɛ.", "Somɔgɔw bɛɛ bɛ so.", "N ba ye dumuni tobi.", "Furu bɛ kɛ sini.",
@@ -159,21 +176,29 @@ def _family() -> list[str]:
 def _numbers() -> list[str]:
     sums = _thin(
         ((a, b) for a in range(1, 10) for b in range(1, 10)),
-        lambda a, b: f"{bambara_number(a)} ni {bambara_number(b)} ye {bambara_number(a + b)} ye.", 25, "sum",
+        lambda a, b: f"{bambara_number(a)} ni {bambara_number(b)} ye {bambara_number(a + b)} ye.",
+        25,
+        "sum",
     )
     have = _thin(
         itertools.product(("den", "dɔgɔkɛ", "dɔgɔmuso", "misi", "saga", "shɛ"), range(1, 11), PRONOUNS),
-        lambda k, n, p: f"{k} {bambara_number(n)} bɛ {p[1]} fɛ.", 20, "have",
+        lambda k, n, p: f"{k} {bambara_number(n)} bɛ {p[1]} fɛ.",
+        20,
+        "have",
     )
     age = [f"n si ye san {bambara_number(n)} ye." for n in (7, 10, 12, 15, 20, 25, 30, 40, 45, 60)]
     people = [f"mɔgɔ {bambara_number(n)} bɛ yan." for n in (2, 3, 5, 8, 11, 14, 20, 33, 50, 100)]
     count = _thin(
         itertools.product(PRONOUNS, ("mangoro", "namasa", "buru", "shɛ", "jɛgɛ"), range(2, 11)),
-        lambda p, g, n: f"{p[0]} ye {g} {bambara_number(n)} san.", 15, "count",
+        lambda p, g, n: f"{p[0]} ye {g} {bambara_number(n)} san.",
+        15,
+        "count",
     )
     days = _thin(
         itertools.product(range(2, 11), CITIES),
-        lambda n, c: f"ne bɛna tile {bambara_number(n)} kɛ {c}.", 10, "days",
+        lambda n, c: f"ne bɛna tile {bambara_number(n)} kɛ {c}.",
+        10,
+        "days",
     )
     return sums + [_sentence(s) for s in have + age + people] + count + [_sentence(s) for s in days]
 
@@ -186,11 +211,15 @@ def _weather() -> list[str]:
     ]  # fmt: skip
     strong = _thin(
         itertools.product(WEATHER, FUTURE_TIMES[:5], CITIES),
-        lambda w, t, c: f"{w} ka bon {c} {t}.", 25, "strong",
+        lambda w, t, c: f"{w} ka bon {c} {t}.",
+        25,
+        "strong",
     )
     rain = _thin(
         itertools.product(("Sanji", "Fiɲɛ", "Nɛnɛ"), FUTURE_TIMES, ("bɛ na", "tɛ na", "bɛna bon")),
-        lambda w, t, v: f"{w} {v} {t}.", 15, "rain",
+        lambda w, t, v: f"{w} {v} {t}.",
+        15,
+        "rain",
     )
     return fixed + strong + rain
 
@@ -201,11 +230,15 @@ def _directions() -> list[str]:
     at = _thin(itertools.product(PLACES, DIRECTIONS), lambda p, d: f"{p} bɛ {d}.", 25, "at")
     go = _thin(
         itertools.product(("Taa", "Aw ye taa", "I ka taa", "Segin"), DIRECTIONS[2:]),
-        lambda v, d: f"{v} {d}.", 12, "go",
+        lambda v, d: f"{v} {d}.",
+        12,
+        "go",
     )
     travel = _thin(
         itertools.product(PRONOUNS, CITIES, FUTURE_TIMES),
-        lambda p, c, t: f"{p[0]} bɛ taa {c} {t}.", 25, "travel",
+        lambda p, c, t: f"{p[0]} bɛ taa {c} {t}.",
+        25,
+        "travel",
     )
     far = [f"{c} ka jan wa?" for c in CITIES] + [f"sira jumɛn bɛ taa {c}?" for c in CITIES]
     return fixed + [_sentence(s) for s in where] + at + go + travel + [_sentence(s) for s in far]
@@ -219,20 +252,30 @@ def _work() -> list[str]:
     ]  # fmt: skip
     works_at = _thin(
         itertools.product(PRONOUNS + tuple((n, n) for n in NAMES), LOCATIONS[1:]),
-        lambda p, loc: f"{p[0]} bɛ baara kɛ {loc}.", 15, "works-at",
+        lambda p, loc: f"{p[0]} bɛ baara kɛ {loc}.",
+        15,
+        "works-at",
     )
     is_job = _thin(
         itertools.product(PRONOUNS + tuple((n, n) for n in NAMES), PROFESSIONS),
-        lambda p, j: f"{p[0]} ye {j} ye.", 20, "is-job",
+        lambda p, j: f"{p[0]} ye {j} ye.",
+        20,
+        "is-job",
     )
-    doing = _thin(itertools.product(PRONOUNS, TASKS), lambda p, t: f"{p[0]} bɛ ka {t[0]} {t[1]}.", 20, "task-now")
+    doing = _thin(
+        itertools.product(PRONOUNS, TASKS), lambda p, t: f"{p[0]} bɛ ka {t[0]} {t[1]}.", 20, "task-now"
+    )
     did = _thin(
         itertools.product(PRONOUNS, TASKS, PAST_TIMES),
-        lambda p, t, w: f"{p[0]} ye {t[0]} {t[1]} {w}.", 20, "task-past",
+        lambda p, t, w: f"{p[0]} ye {t[0]} {t[1]} {w}.",
+        20,
+        "task-past",
     )
     will = _thin(
         itertools.product(PRONOUNS, TASKS, FUTURE_TIMES[1:]),
-        lambda p, t, w: f"{p[0]} bɛna {t[0]} {t[1]} {w}.", 15, "task-future",
+        lambda p, t, w: f"{p[0]} bɛna {t[0]} {t[1]} {w}.",
+        15,
+        "task-future",
     )
     return fixed + works_at + is_job + doing + did + will
 

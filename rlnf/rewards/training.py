@@ -1,0 +1,458 @@
+"""Training a reward model: data checks, clip-level splits, batching, metrics and a thin `Trainer` subclass.
+
+Everything here is independent of where the data comes from; `load_scorer_dataset` turns the usual sources
+(the demo corpus, a hub dataset, a local folder/CSV/JSONL) into ``datasets`` objects with an undecoded audio
+column, so training and evaluation read clips the same way and need no torchcodec.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+from ..audio import audio_key
+
+if TYPE_CHECKING:
+    import datasets
+
+    from .processing import RewardModelProcessor
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ACCURACY_TOLERANCE",
+    "RewardDataCollator",
+    "RewardTrainer",
+    "ScorerDatasetError",
+    "auroc",
+    "clip_keys",
+    "compute_metrics",
+    "compute_reward_metrics",
+    "load_scorer_dataset",
+    "score_range_for_scale",
+    "split_by_clip",
+    "validate_scorer_dataset",
+]
+
+ACCURACY_TOLERANCE = 0.1  # the model card's "accuracy": share of predictions within +-0.1 of the label
+_SCORE_SCALES = (100.0, 1.0)
+_MAX_PROBLEMS_SHOWN = 5
+
+
+class ScorerDatasetError(ValueError):
+    """A scorer dataset that would fail (or silently mislead) training; the message names rows and columns."""
+
+
+def score_range_for_scale(score_scale: float) -> tuple[float, float]:
+    """The declared score range for a scale: scores are divided by ``score_scale`` to give labels in [0, 1]."""
+    scale = float(score_scale)
+    if scale not in _SCORE_SCALES:
+        raise ValueError(f"score_scale must be 100 (scores 0-100) or 1 (scores 0-1), got {score_scale!r}")
+    return (0.0, scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batching
+
+
+class RewardDataCollator:
+    """Rows ``{audio, text, score}`` -> the model's four tensors + ``labels`` (score / ``score_scale``, in [0, 1]).
+
+    Audio stays undecoded in the dataset (paths/bytes); decoding and features happen here, per batch, so a
+    dataset of thousands of clips never sits in memory as features.
+    """
+
+    def __init__(
+        self,
+        processor: RewardModelProcessor,
+        score_scale: float = 100.0,
+        *,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        score_column: str = "score",
+        sampling_rate: int | None = None,
+    ) -> None:
+        self.processor = processor
+        self.score_range = score_range_for_scale(score_scale)
+        self.score_scale = float(score_scale)
+        self.audio_column = audio_column
+        self.text_column = text_column
+        self.score_column = score_column
+        self.sampling_rate = sampling_rate
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if len(rows) == 0:
+            raise ValueError("RewardDataCollator: empty batch")
+        audios = [row[self.audio_column] for row in rows]
+        texts = [row[self.text_column] for row in rows]
+        batch = dict(self.processor(audios=audios, texts=texts, sampling_rate=self.sampling_rate))
+        if self.score_column in rows[0]:
+            scores = np.asarray([row[self.score_column] for row in rows], dtype=np.float64)
+            low, high = self.score_range
+            bad = np.flatnonzero(~np.isfinite(scores) | (scores < low) | (scores > high))
+            if bad.size:
+                raise ValueError(
+                    f"RewardDataCollator: batch item {int(bad[0])} has score {scores[bad[0]]!r}, outside "
+                    f"[{low:g}, {high:g}] (score_scale={self.score_scale:g}); run validate_scorer_dataset first"
+                )
+            batch["labels"] = torch.tensor(scores / self.score_scale, dtype=torch.float32)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dataset checks and splits
+
+
+def _undecoded(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
+    """The same rows with the audio column as raw ``{"path", "bytes"}`` (no decoding just to look at rows)."""
+    import datasets
+
+    feature = dataset.features.get(audio_column) if dataset.features else None
+    if isinstance(feature, datasets.Audio) and feature.decode:
+        return dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature.sampling_rate, decode=False))
+    return dataset
+
+
+def _audio_problem(value: Any) -> str | None:
+    if value is None:
+        return "audio is missing (None)"
+    if isinstance(value, dict) and all(value.get(key) is None for key in ("path", "bytes", "array")):
+        return "audio has neither a path, bytes nor an array"
+    if isinstance(value, str) and not value:
+        return "audio path is empty"
+    return None
+
+
+def _score_problem(value: Any, score_range: tuple[float, float]) -> str | None:
+    if value is None:
+        return "score is missing (None)"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return f"score is not a number ({type(value).__name__} {value!r})"
+    if math.isnan(float(value)):
+        return "score is NaN"
+    low, high = score_range
+    if not low <= float(value) <= high:
+        return f"score {value!r} is outside the declared range [{low:g}, {high:g}]"
+    return None
+
+
+def validate_scorer_dataset(
+    dataset: datasets.Dataset,
+    *,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    score_column: str = "score",
+    score_range: tuple[float, float] = (0.0, 100.0),
+) -> None:
+    """Fail before training, with row indices, on data that would crash a run hours in or train on garbage.
+
+    Checks: the three columns exist, the dataset is not empty, and no row has missing audio, a non-string
+    text, or a score that is missing, NaN or outside ``score_range`` (a 0-1 dataset trained with
+    ``score_scale=100`` would otherwise train silently towards near-zero labels).
+    """
+    columns = list(dataset.column_names)
+    for role, name in (("audio", audio_column), ("text", text_column), ("score", score_column)):
+        if name not in columns:
+            raise ScorerDatasetError(f"the {role} column {name!r} is missing; the dataset has columns {columns}")
+    if len(dataset) == 0:
+        raise ScorerDatasetError("the dataset is empty (0 rows)")
+    low, high = (float(v) for v in score_range)
+    if not low < high:
+        raise ValueError(f"score_range must be (low, high) with low < high, got {score_range!r}")
+    view = _undecoded(dataset, audio_column).select_columns([audio_column, text_column, score_column])
+    problems: list[str] = []
+    count = 0
+    start = 0
+    for chunk in view.iter(batch_size=1024):
+        rows = zip(chunk[audio_column], chunk[text_column], chunk[score_column], strict=True)
+        for offset, (audio, text, score) in enumerate(rows):
+            found = [
+                _audio_problem(audio),
+                None if isinstance(text, str) else f"text is not a string ({type(text).__name__} {text!r})",
+                _score_problem(score, (low, high)),
+            ]
+            found = [p for p in found if p]
+            if found:
+                count += 1
+                if len(problems) < _MAX_PROBLEMS_SHOWN:
+                    problems.append(f"row {start + offset}: " + "; ".join(found))
+        start += len(chunk[audio_column])
+    if problems:
+        more = f" (and {count - len(problems)} more rows)" if count > len(problems) else ""
+        raise ScorerDatasetError(
+            f"{count} of {len(dataset)} rows cannot be used for training{more}:\n  " + "\n  ".join(problems)
+        )
+
+
+def clip_keys(dataset: datasets.Dataset, *, clip_column: str | None = None, audio_column: str = "audio") -> list[Any]:
+    """Clip identity of each row: ``clip_column`` (default ``clip_id`` when present), else the audio's path or
+    content hash (`rlnf.audio.audio_key`). Rows of one clip must never be on both sides of a split."""
+    if clip_column is None and "clip_id" in dataset.column_names:
+        clip_column = "clip_id"
+    if clip_column is not None:
+        if clip_column not in dataset.column_names:
+            raise ScorerDatasetError(f"clip column {clip_column!r} is missing; the dataset has {dataset.column_names}")
+        return list(dataset[clip_column])
+    if audio_column not in dataset.column_names:
+        raise ScorerDatasetError(
+            f"no clip_id column and no audio column {audio_column!r} to identify clips; columns: {dataset.column_names}"
+        )
+    view = _undecoded(dataset, audio_column).select_columns([audio_column])
+    keys: list[Any] = []
+    for chunk in view.iter(batch_size=1024):
+        keys.extend(audio_key(item) for item in chunk[audio_column])
+    return keys
+
+
+def split_by_clip(
+    dataset: datasets.Dataset,
+    *,
+    clip_column: str | None = None,
+    test_size: float | int = 0.1,
+    seed: int = 0,
+    audio_column: str = "audio",
+) -> datasets.DatasetDict:
+    """``{"train", "validation"}`` with every clip's rows on one side only (the same clip with several
+    transcripts would otherwise leak into validation and inflate its metrics).
+
+    ``test_size`` is a fraction of the clips (float in (0, 1)) or a number of clips (int >= 1).
+    """
+    import datasets
+
+    keys = clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
+    order = list(dict.fromkeys(keys))  # first-appearance order: deterministic, whatever the key type
+    n_clips = len(order)
+    if n_clips < 2:
+        raise ScorerDatasetError(f"need at least 2 distinct clips to split by clip, got {n_clips}")
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+        raise ValueError(f"test_size must be a fraction or a clip count, got {test_size!r}")
+    if isinstance(test_size, float) and test_size < 1.0:
+        if test_size <= 0.0:
+            raise ValueError(f"test_size must be > 0, got {test_size}")
+        n_held = min(n_clips - 1, max(1, round(test_size * n_clips)))
+    else:
+        n_held = int(test_size)
+        if not 1 <= n_held < n_clips:
+            raise ValueError(f"test_size={test_size} clips: need 1 <= test_size < {n_clips} (the number of clips)")
+    permutation = np.random.default_rng(seed).permutation(n_clips)
+    held = {order[i] for i in permutation[:n_held]}
+    held_rows = [i for i, key in enumerate(keys) if key in held]
+    kept_rows = [i for i, key in enumerate(keys) if key not in held]
+    return datasets.DatasetDict({"train": dataset.select(kept_rows), "validation": dataset.select(held_rows)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def auroc(positives: Iterable[float], negatives: Iterable[float]) -> float:
+    """Area under the ROC curve = P(positive scores above negative), ties counting half (Mann-Whitney U)."""
+    from scipy.stats import rankdata
+
+    pos = np.asarray(list(positives), dtype=np.float64).ravel()
+    neg = np.asarray(list(negatives), dtype=np.float64).ravel()
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties share the rank
+    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
+    return float(u / (pos.size * neg.size))
+
+
+def _correlation(kind: str, x: np.ndarray, y: np.ndarray) -> float:
+    from scipy import stats
+
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")  # undefined for constant inputs (scipy would warn and return nan anyway)
+    result = stats.pearsonr(x, y) if kind == "pearson" else stats.spearmanr(x, y)
+    return float(result[0])
+
+
+def compute_reward_metrics(
+    predictions: Any,
+    labels: Any,
+    *,
+    mismatch_predictions: Any = None,
+    matched_predictions: Any = None,
+) -> dict[str, float]:
+    """Regression quality of scores in [0, 1] against labels in [0, 1], plus mismatch AUROC.
+
+    Keys: ``mse``, ``r2`` (1 - SS_res/SS_tot), ``pearson``, ``spearman``, ``accuracy@0.1`` (share with
+    |prediction - label| <= 0.1, the card's "accuracy"), ``n``; with ``mismatch_predictions`` (scores of
+    clips paired with ANOTHER clip's transcript) also ``mismatch_auroc``: how often a true pair outscores a
+    shuffled one. True-pair scores are ``matched_predictions`` when given (e.g. each clip with its reference),
+    else ``predictions``.
+    """
+    pred = np.asarray(predictions, dtype=np.float64).ravel()
+    true = np.asarray(labels, dtype=np.float64).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"got {pred.size} predictions but {true.size} labels")
+    if pred.size == 0:
+        raise ValueError("no predictions to evaluate")
+    error = pred - true
+    ss_tot = float(((true - true.mean()) ** 2).sum())
+    metrics = {
+        "mse": float(np.mean(error**2)),
+        "r2": float(1.0 - (error**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+        "pearson": _correlation("pearson", pred, true),
+        "spearman": _correlation("spearman", pred, true),
+        f"accuracy@{ACCURACY_TOLERANCE:g}": float(np.mean(np.abs(error) <= ACCURACY_TOLERANCE + 1e-12)),
+        "n": int(pred.size),
+    }
+    if mismatch_predictions is not None:
+        positives = pred if matched_predictions is None else np.asarray(matched_predictions, dtype=np.float64)
+        metrics["mismatch_auroc"] = auroc(positives, mismatch_predictions)
+    return metrics
+
+
+def compute_metrics(eval_prediction: Any) -> dict[str, float]:
+    """`Trainer(compute_metrics=...)` adapter: ``EvalPrediction(predictions, label_ids)`` -> reward metrics."""
+    predictions = eval_prediction.predictions
+    if isinstance(predictions, (tuple, list)):
+        predictions = predictions[0]
+    return compute_reward_metrics(predictions, eval_prediction.label_ids)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainer
+
+
+class RewardTrainer(Trainer):
+    """`Trainer` that saves the reward processor with every checkpoint and scales the loss correctly.
+
+    Why not ``processing_class=processor``: Trainer would then overwrite ``config.pad_token_id`` (the
+    embedding's ``padding_idx``, 1 in the published layout) with the tokenizer's pad id. And because
+    `RewardModel.forward` takes ``**kwargs``, Trainer would assume the model normalises its loss by
+    ``num_items_in_batch`` and skip the division by gradient-accumulation steps (and multiply by the number of
+    processes under ``accelerate launch``); the model returns a plain batch-mean MSE, so that is switched off.
+    """
+
+    def __init__(self, *args: Any, processor: RewardModelProcessor | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reward_processor = processor
+        self.model_accepts_loss_kwargs = False
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        if self.reward_processor is not None and self.args.should_save:
+            self.reward_processor.save_pretrained(output_dir if output_dir is not None else self.args.output_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data sources
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    if path.suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list):
+            raise ScorerDatasetError(f"{path}: expected a JSON list of rows")
+        return rows
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
+    raise ScorerDatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .csv)")
+
+
+def _local_table(path: Path, audio_column: str, score_column: str) -> datasets.Dataset:
+    """A CSV/JSON(L) table whose audio column holds file paths (relative to the table's folder) or whose
+    ``file_name`` column does (the audiofolder convention)."""
+    import datasets
+
+    rows = _read_table(path)
+    if not rows:
+        raise ScorerDatasetError(f"{path}: no rows")
+    source = audio_column if audio_column in rows[0] else "file_name" if "file_name" in rows[0] else None
+    if source is None:
+        raise ScorerDatasetError(
+            f"{path}: no audio column {audio_column!r} (nor 'file_name'); columns: {sorted(rows[0])}"
+        )
+    audio = []
+    for i, row in enumerate(rows):
+        value = row.pop(source, None)
+        if isinstance(value, str) and value:
+            audio.append({"path": value if os.path.isabs(value) else str(path.parent / value), "bytes": None})
+        else:
+            audio.append(value if isinstance(value, dict) else None)
+        cell = row.get(score_column)
+        if isinstance(cell, str):  # CSV cells are strings
+            try:
+                row[score_column] = float(cell) if cell.strip() else None
+            except ValueError:
+                raise ScorerDatasetError(f"{path}: row {i}: score {cell!r} is not a number") from None
+    columns: dict[str, list[Any]] = {audio_column: audio}
+    for key in rows[0]:
+        columns[key] = [row.get(key) for row in rows]
+    return datasets.Dataset.from_dict(columns)
+
+
+def load_scorer_dataset(
+    name: str,
+    config: str | None = None,
+    *,
+    audio_column: str = "audio",
+    score_column: str = "score",
+    seed: int = 0,
+    demo_options: dict[str, Any] | None = None,
+) -> datasets.DatasetDict:
+    """Every split of a scorer dataset, audio undecoded (``{"path", "bytes"}``).
+
+    ``name`` is ``"demo"`` (synthetic scorer data from the Bambara demo corpus), a local folder (one
+    ``metadata.jsonl``/``.csv`` at its root, or one per split subfolder: the audiofolder layout), a local
+    ``.jsonl``/``.json``/``.csv`` file (a single ``train`` split), or a hub dataset id (``config`` picks its
+    configuration).
+    """
+    import datasets
+
+    if name == "demo":
+        return _demo_scorer_dataset(seed=seed, **(demo_options or {}))
+    path = Path(name).expanduser()
+    if path.is_file():
+        return datasets.DatasetDict({"train": _local_table(path, audio_column, score_column)})
+    if path.is_dir():
+        splits: dict[str, datasets.Dataset] = {}
+        for metadata in ("metadata.jsonl", "metadata.csv", "metadata.json"):
+            if (path / metadata).is_file():
+                return datasets.DatasetDict({"train": _local_table(path / metadata, audio_column, score_column)})
+        for split_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+            for metadata in ("metadata.jsonl", "metadata.csv", "metadata.json"):
+                if (split_dir / metadata).is_file():
+                    splits[split_dir.name] = _local_table(split_dir / metadata, audio_column, score_column)
+                    break
+        if not splits:
+            raise ScorerDatasetError(f"{path}: no metadata.jsonl/.csv/.json at its root or in split subfolders")
+        return datasets.DatasetDict(splits)
+    if name.startswith((".", "/", "~")) or name.endswith((".jsonl", ".json", ".csv")):
+        raise FileNotFoundError(f"dataset {name!r} not found (not a local file or folder)")
+    loaded = datasets.load_dataset(name, config)
+    return datasets.DatasetDict({split: _undecoded(ds, audio_column) for split, ds in loaded.items()})
+
+
+def _demo_scorer_dataset(*, seed: int = 0, **options: Any) -> datasets.DatasetDict:
+    """Synthetic (audio, hypothesis, score) rows built from each split of the Bambara demo corpus."""
+    import datasets
+
+    from ..data.demo_corpus import SPLITS, load_demo_corpus
+
+    try:
+        from ..data.synthetic import make_scorer_dataset
+    except ImportError as error:
+        raise ImportError("--dataset_name demo needs rlnf.data.synthetic (make_scorer_dataset)") from error
+    corpus_options = {k: options.pop(k) for k in ("cache_dir",) if k in options}
+    corpus = load_demo_corpus(**corpus_options)
+    return datasets.DatasetDict(
+        {split: make_scorer_dataset(corpus[split], seed=seed + i, **options) for i, split in enumerate(SPLITS)}
+    )

@@ -1,0 +1,457 @@
+"""Reward functions for TRL: reference rewards (wer/cer/penalties), AudioTextReward and the name registry."""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+from trl.trainer.utils import get_callable_name
+
+from rlnf.rewards.functions import AudioTextReward, clip_key, default_device, group_clips
+from rlnf.rewards.reference import (
+    bambara_normalize,
+    basic_normalize,
+    cer,
+    completion_texts,
+    empty_penalty,
+    make_cer_reward,
+    make_empty_penalty,
+    make_repetition_penalty,
+    make_wer_reward,
+    repeated_ngram_fraction,
+    repetition_penalty,
+    wer,
+)
+from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
+from rlnf.testing import sine_clip, tiny_reward_model
+
+# ----------------------------------------------------------------------------------------------------
+# Reference rewards
+# ----------------------------------------------------------------------------------------------------
+
+# Already normalised pairs (lower case, no punctuation, no digits), so jiwer sees what `wer` sees.
+PAIRS = [
+    ("i ni ce", "i ni ce"),
+    ("a bɛ so kɔnɔ", "a bɛ so kɔ"),
+    ("muso ni cɛ bɛ baara la", "muso cɛ bɛ baara la sisan"),
+    ("ne tɔgɔ ye fanta ye", "tɔgɔ"),
+    ("den fila", "den fila bɛ yen ka taa sugu la"),  # WER > 1: clipped to reward 0
+    ("ŋaniya ka ɲi", ""),
+]
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+@pytest.mark.parametrize(("reward", "measure"), [(wer, jiwer.wer), (cer, jiwer.cer)])
+def test_error_rate_rewards_match_jiwer(reward, measure):
+    references, hypotheses = zip(*PAIRS, strict=True)
+    got = reward(list(hypotheses), text=list(references))
+    expected = [min(max(1.0 - measure(ref, hyp), 0.0), 1.0) for ref, hyp in PAIRS]
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got[0] == 1.0 and got[4] == 0.0 and all(0.0 <= value <= 1.0 for value in got)
+
+
+def test_known_values():
+    assert wer(["a bɛ so kɔ"], text=["a bɛ so kɔnɔ"]) == [0.75]
+    assert cer(["abc"], text=["abd"]) == [pytest.approx(2 / 3)]
+
+
+def test_normalisation_case_punctuation_numbers_contractions():
+    assert wer(["A bɛ SO kɔnɔ!"], text=["a bɛ so kɔnɔ"]) == [1.0]
+    assert wer(["« I ni ce », a ko."], text=["i ni ce a ko"]) == [1.0]
+    assert wer(["den 2 bɛ yen"], text=["den fila bɛ yen"]) == [1.0]  # digits spelled out in Bambara
+    assert wer(["b'a fɔ"], text=["bɛ a fɔ"]) == [1.0]  # contraction expanded
+    assert wer(["i ni cé"], text=["i ni ce"]) == [1.0]  # tone marks dropped
+    # Bambara letters are kept, and stay distinct from their Latin neighbours.
+    assert bambara_normalize("ƐƆƝŊ ɛɔɲŋ") == "ɛɔɲŋ ɛɔɲŋ"
+    assert basic_normalize("ƐƆƝŊ, ɛɔɲŋ!") == "ɛɔɲŋ ɛɔɲŋ"
+    assert wer(["so kono"], text=["so kɔnɔ"]) == [0.5]
+    # Repeated characters are NOT collapsed: a looping output must stay visible to the reward.
+    assert bambara_normalize("aaaaaa") == "aaaaaa"
+
+
+def test_normalizer_options():
+    assert wer(["A bɛ so"], text=["a bɛ so"], normalizer=None) == [pytest.approx(2 / 3)]
+    assert wer(["A bɛ so"], text=["a bɛ so"], normalizer=str.lower) == [1.0]
+    assert wer(["A, bɛ so"], text=["a bɛ so"], normalizer="basic") == [1.0]
+    with pytest.raises(ValueError, match="unknown normalizer"):
+        wer(["a"], text=["a"], normalizer="klingon")
+
+
+def test_none_where_there_is_no_reference():
+    assert wer(["a", "b"]) == [None, None]
+    assert cer(["a", "b"], text=["a", None]) == [1.0, None]
+    custom = make_wer_reward(reference_column="transcript")
+    assert custom(["a b"], transcript=["a b"], text=["zzz"]) == [1.0]
+    assert custom(["a b"], text=["a b"]) == [None]
+
+
+def test_empty_reference_is_silence():
+    assert wer(["", "a"], text=["", " . "]) == [1.0, 0.0]
+    assert cer([""], text=[""]) == [1.0]
+
+
+def test_reference_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="2 completions but 1 values in column 'text'"):
+        wer(["a", "b"], text=["a"])
+
+
+def test_both_completion_formats_give_the_same_rewards():
+    references = [ref for ref, _ in PAIRS]
+    plain = [hyp for _, hyp in PAIRS]
+    conversational = [chat(hyp) for hyp in plain]
+    for reward in (wer, cer, repetition_penalty, empty_penalty):
+        assert reward(conversational, text=references) == reward(plain, text=references)
+    parts = [{"role": "assistant", "content": [{"type": "text", "text": "c"}]}]
+    assert completion_texts([chat("a"), "b", parts]) == ["a", "b", "c"]
+
+
+def test_non_string_completion_names_its_index():
+    with pytest.raises(TypeError, match="completion 1"):
+        wer(["a", 3], text=["a", "b"])
+    with pytest.raises(TypeError, match="completion 0"):
+        completion_texts([[{"role": "assistant", "content": None}]])
+
+
+def test_repetition_penalty():
+    loop = "i ni ce " * 10
+    assert repeated_ngram_fraction("a b c d".split(), 3) == 0.0
+    assert repeated_ngram_fraction("a b c a b c".split(), 3) == pytest.approx(0.25)  # abc bca cab abc
+    clean, looping = repetition_penalty(["i ni ce", loop], text=["i ni ce", "i ni ce"])
+    assert clean == 0.0
+    assert -1.0 <= looping < -0.7
+    # Repeats that the reference itself has are not punished.
+    assert repetition_penalty(["a b c a b c"], text=["a b c a b c"]) == [0.0]
+    # Without a reference, only the repeated n-grams count.
+    assert repetition_penalty(["a b c a b c"]) == [pytest.approx(-0.25)]
+    half = make_repetition_penalty(penalty=-0.5, ngram_size=2)
+    assert half(["a b a b a b"]) == [pytest.approx(-0.5 * 0.6)]
+
+
+def test_length_penalty_from_reference_and_duration():
+    long_text = "kɔgɔ ni tulu bɛ feere yan sisan ani sini fana"  # no repeated n-gram
+    size = len(long_text)  # 45 characters
+    # Limit 2 x reference (7 chars) + 10 slack = 24 characters.
+    assert repetition_penalty([long_text], text=["i ni ce"]) == [pytest.approx(-(size / 24 - 1))]
+    # No reference: 25 chars/s x 1 s limits to 25 characters.
+    assert repetition_penalty([long_text], duration=[1.0]) == [pytest.approx(-(size / 25 - 1))]
+    # Duration read from the audio when there is no duration column.
+    audio = {"array": np.zeros(16000, dtype=np.float32), "sampling_rate": 16000}
+    assert repetition_penalty([long_text], audio=[audio]) == [pytest.approx(-(size / 25 - 1))]
+    assert repetition_penalty([long_text], duration=[10.0]) == [0.0]
+    assert repetition_penalty([long_text * 3], duration=[1.0]) == [-1.0]  # capped at the full penalty
+    no_limits = make_repetition_penalty(max_length_ratio=None, chars_per_second=None)
+    assert no_limits([long_text], text=["i ni ce"], duration=[1.0]) == [0.0]
+
+
+def test_duration_from_audio_files(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, sine_clip(2.0), 16000)
+    long_text = "x" * 100
+    assert repetition_penalty([long_text] * 2, audio=[str(path), str(path)]) == [pytest.approx(-1.0)] * 2
+    assert repetition_penalty(["x" * 60], audio=[str(path)]) == [pytest.approx(-(60 / 50 - 1))]
+
+
+def test_empty_penalty():
+    assert empty_penalty(["", " . ", "a"], text=["i", "ce", "a"]) == [-1.0, -1.0, 0.0]
+    assert empty_penalty([""], text=[""]) == [0.0]  # silence transcribed as silence
+    assert empty_penalty([chat("")]) == [-1.0]
+    assert make_empty_penalty(penalty=-0.25)([""]) == [-0.25]
+    with pytest.raises(ValueError, match="penalty must be <= 0"):
+        make_empty_penalty(penalty=1.0)
+
+
+@pytest.mark.parametrize(
+    ("func", "name"),
+    [
+        (wer, "wer"),
+        (cer, "cer"),
+        (repetition_penalty, "repetition_penalty"),
+        (empty_penalty, "empty_penalty"),
+        (make_wer_reward("transcript"), "wer"),
+        (make_cer_reward(normalizer="basic"), "cer"),
+        (make_repetition_penalty(ngram_size=4), "repetition_penalty"),
+        (make_empty_penalty(-0.5), "empty_penalty"),
+    ],
+)
+def test_reference_rewards_pickle_and_keep_their_trl_name(func, name):
+    assert get_callable_name(func) == name
+    clone = pickle.loads(pickle.dumps(func))
+    kwargs = {"text": ["a bɛ so", "i"], "transcript": ["a bɛ so", "i"]}
+    assert clone(["a bɛ", ""], **kwargs) == func(["a bɛ", ""], **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_registry_builds_named_rewards_with_weights():
+    funcs, weights = get_reward_funcs(["wer", "cer", "empty_penalty"], weights=[1, 0.5, 2])
+    assert [get_callable_name(f) for f in funcs] == ["wer", "cer", "empty_penalty"]
+    assert weights == [1.0, 0.5, 2.0]
+    assert get_reward_funcs(["wer"])[1] == [1.0]
+    assert set(REWARD_FUNCS) == {"reward_model", "wer", "cer", "repetition_penalty", "empty_penalty"}
+
+
+def test_registry_options_shared_and_per_reward():
+    funcs, _ = get_reward_funcs(
+        ["wer", "repetition_penalty"], reference_column="transcript", repetition_penalty={"penalty": -0.5}
+    )
+    assert funcs[0](["a b"], transcript=["a b"]) == [1.0]
+    assert funcs[1](["a b c a b c"], transcript=["x"], duration=[60.0]) == [pytest.approx(-0.125)]
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match=r"unknown reward 'bleu'; known rewards: \['cer', 'empty_penalty'"):
+        get_reward_funcs(["bleu"])
+    with pytest.raises(ValueError, match="2 weights for 1 rewards"):
+        get_reward_funcs(["wer"], weights=[1, 2])
+    with pytest.raises(ValueError, match="no selected reward takes the options"):
+        get_reward_funcs(["wer"], refrence_column="typo")
+    with pytest.raises(ValueError, match="takes no"):
+        get_reward_funcs(["wer"], wer={"ngram_size": 3})
+    with pytest.raises(ValueError, match="reward_model_path"):
+        get_reward_funcs(["reward_model"])
+    with pytest.raises(ValueError, match="listed twice"):
+        get_reward_funcs(["wer", "wer"])
+
+
+def test_registry_passes_callables_through():
+    def my_reward(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    funcs, weights = get_reward_funcs([my_reward, "wer"])
+    assert funcs[0] is my_reward and weights == [1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# AudioTextReward
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["late", "cross_attention"])
+def tiny(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"reward-{request.param}")
+    model, processor = tiny_reward_model(folder, fusion_type=request.param)
+    return model, processor, folder
+
+
+@pytest.fixture(scope="module")
+def wav_paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wavs")
+    paths = []
+    for i, seconds in enumerate([0.8, 1.3, 0.5]):
+        path = folder / f"clip{i}.wav"
+        sf.write(path, sine_clip(seconds, 200 + 100 * i, seed=i), 16000)
+        paths.append(str(path))
+    return paths
+
+
+def wav_bytes(waveform: np.ndarray, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, rate, format="WAV")
+    return buffer.getvalue()
+
+
+def trl_batch(wav_paths, group: int = 3):
+    """Rows as TRL passes them: each clip repeated `group` times (in several forms), one completion each."""
+    clips = [
+        wav_paths[0],
+        {"array": sine_clip(1.1, 440, sampling_rate=8000, seed=5), "sampling_rate": 8000},
+        sine_clip(0.9, 300, seed=7),
+        wav_bytes(sine_clip(0.7, 250, seed=9)),
+    ]
+    texts = ["i ni ce", "a bɛ so kɔnɔ", "", "i ni ce", "muso ni cɛ bɛ baara la sisan", "ŋaniya ka ɲi"]
+    audios, completions = [], []
+    for c, clip in enumerate(clips):
+        for g in range(group):
+            audios.append(clip)
+            completions.append(texts[(c + 2 * g) % len(texts)])
+    return audios, completions
+
+
+def pairwise_scores(model, processor, audios, texts) -> list[float]:
+    """The reference: the model on each (clip, text) pair alone, through the processor."""
+    with torch.no_grad():
+        pairs = zip(audios, texts, strict=True)
+        return [float(model(**processor(audios=[a], texts=[t])).logits[0]) for a, t in pairs]
+
+
+def test_scores_equal_the_model_pair_by_pair(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths)
+    reward = AudioTextReward(model, processor, batch_size=2, device="cpu")  # exercises chunking + padding
+    got = reward(prompts=[""] * len(completions), completions=completions, audio=audios)
+    expected = pairwise_scores(model, processor, audios, completions)
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert len(set(np.round(expected, 6))) > 3  # the comparison is not vacuous
+
+
+def test_scale_offset_and_both_completion_formats(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=2)
+    plain = AudioTextReward(model, processor, device="cpu")(completions=completions, audio=audios)
+    conversational = AudioTextReward(model, processor, device="cpu", scale=2.0, offset=-1.0)(
+        completions=[chat(text) for text in completions], audio=audios
+    )
+    assert conversational == pytest.approx([2.0 * value - 1.0 for value in plain], abs=1e-6)
+
+
+class Counter:
+    """Counts rows through the first audio conv (a forward hook) and through encode_text."""
+
+    def __init__(self, model):
+        self.audio_rows = 0
+        self.text_rows = 0
+        self.hook = model.audio_encoder[0].register_forward_hook(self._audio)
+        self.model = model
+        self.encode_text = model.encode_text
+        model.encode_text = self._text
+
+    def _audio(self, module, inputs, output):
+        self.audio_rows += inputs[0].shape[0]
+
+    def _text(self, text, mask):
+        self.text_rows += text.shape[0]
+        return self.encode_text(text, mask)
+
+    def close(self):
+        self.hook.remove()
+        del self.model.encode_text
+
+
+def test_clip_work_runs_once_per_unique_clip(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=4)
+    reward = AudioTextReward(model, processor, batch_size=64, device="cpu")
+    counter = Counter(model)
+    try:
+        reward(completions=completions, audio=audios)
+    finally:
+        counter.close()
+    assert counter.audio_rows == 4  # 4 clips x G=4 rows
+    assert counter.text_rows == len(set(completions))
+
+
+class FakeDecoder:
+    """Stands in for datasets' torchcodec AudioDecoder: a fresh object per row, decodes on demand."""
+
+    def __init__(self, waveform, source=None):
+        self.waveform = waveform
+        if source is not None:
+            self._hf_encoded = {"path": source, "bytes": None}
+
+    def get_all_samples(self):
+        return type("Samples", (), {"data": torch.from_numpy(self.waveform)[None], "sample_rate": 16000})()
+
+
+def test_duplicates_are_found_by_identity_path_and_content(wav_paths):
+    wave = sine_clip(1.0, seed=3)
+    same_path = [wav_paths[0], "".join(wav_paths[0])]  # equal strings, different objects
+    as_dict = {"array": wave.copy(), "sampling_rate": 16000}
+    same_content = [wave, wave.copy(), torch.from_numpy(wave.copy()), as_dict]
+    decoders = [FakeDecoder(wave), FakeDecoder(wave.copy())]
+    with_source = [FakeDecoder(wave, source="a.wav"), FakeDecoder(wave, source="a.wav")]
+    waveforms, rows = group_clips(same_path + same_content[:2] + decoders + [wav_paths[1]])
+    assert rows == [0, 0, 1, 1, 1, 1, 2] and len(waveforms) == 3
+    assert len({clip_key(item) for item in same_content[:3]}) == 1
+    assert clip_key(with_source[0]) == clip_key(with_source[1])
+    assert clip_key(decoders[0]) is None  # only decoding tells: group_clips compares the samples
+
+
+def test_model_is_placed_once_and_scores_in_eval_mode(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=2)
+    reward = AudioTextReward(model, processor, device="cpu")
+    moves = []
+    original_to = model.to
+    model.to = lambda *args, **kwargs: moves.append((args, kwargs)) or original_to(*args, **kwargs)
+    try:
+        model.train()
+        first = reward(completions=completions, audio=audios)
+        second = reward(completions=completions, audio=audios)
+    finally:
+        del model.to
+    assert len(moves) == 1 and first == second
+    assert not model.training  # dropout and BatchNorm batch statistics off while scoring
+    assert not isinstance(reward, nn.Module)
+    assert reward.device == torch.device("cpu")
+
+
+def test_default_device_without_accelerate_state():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert default_device().type == expected
+
+
+def test_pickle_round_trip_gives_the_same_scores(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=2)
+    reward = AudioTextReward(model, processor, device="cpu", name="rm")
+    before = reward(completions=completions, audio=audios)
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone(completions=completions, audio=audios) == pytest.approx(before, abs=1e-7)
+    assert get_callable_name(clone) == "rm" and clone.__name__ == "rm"
+
+
+def test_trl_name_and_logging_hooks(tiny, wav_paths):
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=3)
+    references = [f"ref {i // 3}" for i in range(len(completions))]
+    metrics, extra = {}, {}
+    reward = AudioTextReward(model, processor, device="cpu")
+    assert get_callable_name(reward) == "reward_model"
+    reward(
+        prompts=[""] * len(completions), completions=completions, audio=audios, text=references,
+        trainer_state=None, log_metric=metrics.__setitem__, log_extra=extra.__setitem__,
+    )
+    assert metrics == {"reward_model/unique_clips": 4.0, "reward_model/completions_per_clip": 3.0}
+    assert extra == {"reference": references}
+    # Without the hooks (the async trainer's child process), scoring still works.
+    assert len(reward(completions=completions, audio=audios)) == len(completions)
+
+
+def test_bad_inputs(tiny, wav_paths):
+    model, processor, _ = tiny
+    reward = AudioTextReward(model, processor, device="cpu")
+    with pytest.raises(ValueError, match=r"audio column 'audio'.*columns \['speech', 'text'\]"):
+        reward(prompts=["", ""], completions=["a", "b"], speech=wav_paths[:2], text=["a", "b"], log_metric=id)
+    with pytest.raises(ValueError, match="got 2 clips in column 'audio' but 3 completions"):
+        reward(completions=["a", "b", "c"], audio=wav_paths[:2])
+    with pytest.raises(TypeError, match="completion 1"):
+        reward(completions=["a", None], audio=wav_paths[:2])
+    with pytest.raises(ValueError, match="audio item 1"):
+        reward(completions=["a", "b"], audio=[wav_paths[0], 42])
+    with pytest.raises(FileNotFoundError, match="audio item 0"):
+        reward(completions=["a"], audio=["/no/such/clip.wav"])
+    with pytest.raises(TypeError, match="from_pretrained"):
+        AudioTextReward("some/path", processor)
+    with pytest.raises(TypeError, match="encode_audio"):
+        AudioTextReward(nn.Linear(2, 2), processor)
+    assert reward(completions=[], audio=[]) == []
+
+
+def test_from_pretrained_and_registry(tiny, wav_paths):
+    model, processor, folder = tiny
+    audios, completions = trl_batch(wav_paths, group=2)
+    expected = AudioTextReward(model, processor, device="cpu")(completions=completions, audio=audios)
+    loaded = AudioTextReward.from_pretrained(folder, device="cpu", name="rm2")
+    assert loaded.__name__ == "rm2"
+    assert loaded(completions=completions, audio=audios) == pytest.approx(expected, abs=1e-6)
+    funcs, weights = get_reward_funcs(
+        ["reward_model", "wer"], reward_model_path=folder, weights=[1.0, 0.5], device="cpu",
+        audio_column="speech",
+    )
+    assert isinstance(funcs[0], AudioTextReward) and funcs[0].audio_column == "speech"
+    assert [get_callable_name(f) for f in funcs] == ["reward_model", "wer"] and weights == [1.0, 0.5]
+    values = funcs[0](completions=completions, speech=audios)
+    assert values == pytest.approx(expected, abs=1e-6) and all(math.isfinite(v) for v in values)
