@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -46,7 +47,7 @@ def hypotheses(count: int, seed: int) -> list[str]:
 
 
 def trl_rows(clips: list[Any], group: int, form: str, seed: int = 0) -> tuple[list[Any], list[str]]:
-    """Rows as TRL passes them: clip c repeated ``group`` times, a fresh object per row (as datasets yields)."""
+    """Rows as TRL passes them: clip c repeated ``group`` times, a fresh object per row (like datasets)."""
     audios, texts = [], []
     for c, clip in enumerate(clips):
         for text in hypotheses(group, seed=seed + c):
@@ -55,50 +56,56 @@ def trl_rows(clips: list[Any], group: int, form: str, seed: int = 0) -> tuple[li
     return audios, texts
 
 
-def naive_scores(model: RewardModel, processor: RewardModelProcessor, audios, texts, batch_size: int) -> list[float]:
+def naive_scores(model: RewardModel, processor: RewardModelProcessor, audios, texts, batch_size) -> list:
     """The straightforward path: processor + full model on every row."""
     scores = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            batch = processor(audios=audios[start : start + batch_size], texts=texts[start : start + batch_size])
-            scores += model(**batch).logits.tolist()
+            rows = slice(start, start + batch_size)
+            scores += model(**processor(audios=audios[rows], texts=texts[rows])).logits.tolist()
     return scores
 
 
-def best_time(function: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """(min, median) wall seconds over ``repeats`` runs after one warm-up run."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def race(functions: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, float]]:
+    """(min, median) wall seconds per function; runs are interleaved so that load from other processes on
+    the machine hits every contender alike. One warm-up run each."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for function in functions.values():
         function()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: (min(values), statistics.median(values)) for name, values in times.items()}
 
 
-def text_encoder_time(model, processor, texts: list[str], repeats: int) -> float:
+def text_encoder(model, processor, texts: list[str]) -> Callable[[], Any]:
+    """Tokenize + text encoder alone: the least work one more hypothesis can cost."""
+
     def run():
         with torch.inference_mode():
             tokens = processor.tokenize(texts)
             model.encode_text(tokens["text"], tokens["text_attention_mask"])
 
-    return best_time(run, repeats)[0]
+    return run
 
 
-def one_more_hypothesis(model, processor, clip, repeats: int) -> tuple[float, float]:
-    """(tokenize + encode_text + score against a cached clip, tokenize + encode_text) for one hypothesis."""
+def encode_and_score_one(model, processor, clip) -> Callable[[], Any]:
+    """Tokenize + text encoder + fusion head for one hypothesis against an already-encoded clip."""
     text = hypotheses(1, seed=999)
     with torch.inference_mode():
         features = processor.extract_audio([clip])
         cached = model.encode_audio(features["audio"], features["audio_attention_mask"])
     index = torch.zeros(1, dtype=torch.long)
 
-    def encode_and_score():
+    def run():
         with torch.inference_mode():
             tokens = processor.tokenize(text)
-            model.score(cached.select(index), model.encode_text(tokens["text"], tokens["text_attention_mask"]))
+            encoding = model.encode_text(tokens["text"], tokens["text_attention_mask"])
+            model.score(cached.select(index), encoding)
 
-    return best_time(encode_and_score, repeats)[0], text_encoder_time(model, processor, text, repeats)
+    return run
 
 
 def main() -> None:
@@ -109,10 +116,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--audio-form", choices=["dict", "array"], default="dict",
-                        help="dict: a fresh {'array', 'sampling_rate'} per row (content hashed); array: one object")
+    parser.add_argument(
+        "--audio-form", choices=["dict", "array"], default="dict",
+        help="dict: a fresh {'array', 'sampling_rate'} per row (compared by content); array: one object",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
 
     folder = write_published_layout(tempfile.mkdtemp(prefix="rlnf-bench-"))
     model = RewardModel.from_pretrained(folder).eval()
@@ -125,15 +135,22 @@ def main() -> None:
     naive = naive_scores(model, processor, audios, texts, args.batch_size)
     max_abs_diff = max(abs(a - b) for a, b in zip(fast, naive, strict=True))
 
-    naive_s, naive_median = best_time(lambda: naive_scores(model, processor, audios, texts, args.batch_size), args.repeats)
-    reward_s, reward_median = best_time(lambda: reward(completions=texts, audio=audios), args.repeats)
-
     # One more hypothesis per clip: G+1 vs G, compared with the text encoder alone on those extra texts.
     more_audios, more_texts = trl_rows(clips, args.group + 1, args.audio_form)
-    reward_more_s = best_time(lambda: reward(completions=more_texts, audio=more_audios), args.repeats)[0]
     extra_texts = [more_texts[c * (args.group + 1) + args.group] for c in range(args.clips)]
-    extra_text_s = text_encoder_time(model, processor, extra_texts, args.repeats)
-    one_score_s, one_text_s = one_more_hypothesis(model, processor, clips[0], args.repeats * 20)
+    timings = race({
+        "naive": lambda: naive_scores(model, processor, audios, texts, args.batch_size),
+        "reward": lambda: reward(completions=texts, audio=audios),
+        "reward_more": lambda: reward(completions=more_texts, audio=more_audios),
+        "extra_texts": text_encoder(model, processor, extra_texts),
+    }, args.repeats)
+    one = race({
+        "score": encode_and_score_one(model, processor, clips[0]),
+        "text": text_encoder(model, processor, hypotheses(1, seed=999)),
+    }, args.repeats * 20)
+    (naive_s, naive_median), (reward_s, reward_median) = timings["naive"], timings["reward"]
+    reward_more_s, extra_text_s = timings["reward_more"][0], timings["extra_texts"][0]
+    one_score_s, one_text_s = one["score"][0], one["text"][0]
 
     print(json.dumps({
         "benchmark": "reward_function",
@@ -151,6 +168,7 @@ def main() -> None:
         "one_hypothesis_encode_and_score_ms": round(1000 * one_score_s, 3),
         "one_hypothesis_text_encoder_ms": round(1000 * one_text_s, 3),
         "marginal_vs_text_encoder_one": round(one_score_s / one_text_s, 2),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # other work on the machine
     }))
 
 

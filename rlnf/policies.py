@@ -99,13 +99,16 @@ def build_tiny_whisper(
     num_mel_bins: int = 80,
     vocab_size: int = 384,
     languages: Sequence[str] = (),
+    model_vocab_size: int | None = None,
     seed: int = 0,
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """A random Whisper policy and its processor, built without network access.
 
     ``max_source_positions`` sets the audio window: the encoder takes exactly ``2 * max_source_positions``
     feature frames (10 ms each), so the default 100 is a 2 s window and 1500 is Whisper's 30 s.
-    ``layers`` applies to both encoder and decoder. When ``output_dir`` is given, both are saved there (so
+    ``layers`` applies to both encoder and decoder. ``model_vocab_size`` pads the embedding and output layer
+    beyond the tokenizer (51865 gives Whisper-sized ones, for benchmarks); the extra ids decode to nothing.
+    When ``output_dir`` is given, both are saved there (so
     ``config._name_or_path`` points at a real folder and ``from_pretrained`` reloads them).
     """
     tokenizer = train_whisper_tokenizer(texts, vocab_size, languages=languages)
@@ -123,7 +126,7 @@ def build_tiny_whisper(
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in WHISPER_SPECIAL_TOKENS}
     eos = ids[ENDOFTEXT]
     config = WhisperConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), model_vocab_size or 0),
         num_mel_bins=num_mel_bins,
         d_model=d_model,
         encoder_layers=layers,

@@ -276,8 +276,10 @@ def _accelerate_launch() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
 
 
-def _run_cpu_2proc(script: Path, timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
-    """`accelerate launch --config_file accelerate_configs/cpu_2proc.yaml script` in its own process group."""
+def _run_cpu_2proc(
+    script: Path, *script_args: str, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`accelerate launch --config_file accelerate_configs/cpu_2proc.yaml script ...`, own process group."""
     env = {
         **os.environ,
         "ACCELERATE_USE_CPU": "1",  # required: see accelerate_configs/cpu_2proc.yaml
@@ -286,7 +288,7 @@ def _run_cpu_2proc(script: Path, timeout: float) -> tuple[subprocess.CompletedPr
         "OMP_NUM_THREADS": "1",
     }
     config = str(CONFIG_DIR / "cpu_2proc.yaml")
-    command = [*_accelerate_launch(), "launch", "--config_file", config, str(script)]
+    command = [*_accelerate_launch(), "launch", "--config_file", config, str(script), *script_args]
     start = time.monotonic()
     proc = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -303,6 +305,9 @@ def _run_cpu_2proc(script: Path, timeout: float) -> tuple[subprocess.CompletedPr
 
 GATHER_SCRIPT = """\
 import json
+import sys
+from pathlib import Path
+
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
@@ -310,10 +315,11 @@ from accelerate.utils import gather_object
 accelerator = Accelerator()
 ranks = accelerator.gather(torch.tensor([accelerator.process_index])).tolist()
 objects = gather_object([f"rank{accelerator.process_index}"])
-print("RESULT " + json.dumps({
+# One file per rank: the two processes share stdout, where their lines can interleave.
+Path(sys.argv[1], f"rank{accelerator.process_index}.json").write_text(json.dumps({
     "rank": accelerator.process_index, "world": accelerator.num_processes, "ranks": ranks, "objects": objects,
     "backend": accelerator.state.backend, "type": str(accelerator.distributed_type),
-}), flush=True)
+}))
 accelerator.wait_for_everyone()
 accelerator.end_training()
 """
@@ -322,13 +328,12 @@ accelerator.end_training()
 def test_real_two_process_cpu_run(tmp_path: Path) -> None:
     script = tmp_path / "gather.py"
     script.write_text(GATHER_SCRIPT)
-    result, seconds = _run_cpu_2proc(script, timeout=120)
+    result, seconds = _run_cpu_2proc(script, str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stdout[-4000:]
-    results = sorted(
-        (json.loads(line.split("RESULT ", 1)[1]) for line in result.stdout.splitlines() if "RESULT " in line),
-        key=lambda r: r["rank"],
-    )
-    assert [r["rank"] for r in results] == [0, 1], result.stdout[-4000:]
+    files = sorted(tmp_path.glob("rank*.json"))
+    assert [f.name for f in files] == ["rank0.json", "rank1.json"], result.stdout[-4000:]
+    results = [json.loads(f.read_text()) for f in files]
+    assert [r["rank"] for r in results] == [0, 1]
     for r in results:
         assert r["world"] == 2 and r["ranks"] == [0, 1] and r["objects"] == ["rank0", "rank1"]
         assert r["backend"] == "gloo" and r["type"].endswith("MULTI_CPU")
@@ -339,14 +344,16 @@ FAIL_SCRIPT = """\
 import os
 import sys
 import time
+
 from accelerate import Accelerator
 
 accelerator = Accelerator()
+if accelerator.process_index == 0:
+    with open(sys.argv[1], "w") as f:
+        f.write(str(os.getpid()))
 accelerator.wait_for_everyone()
 if accelerator.process_index == 1:
     raise RuntimeError("rank 1 failed on purpose")
-with open(sys.argv[1], "w") as f:
-    f.write(str(os.getpid()))
 print("rank 0 busy (not in a collective)", flush=True)
 time.sleep(300)
 print("RANK0 SURVIVED", flush=True)
@@ -355,8 +362,8 @@ print("RANK0 SURVIVED", flush=True)
 
 def test_one_failing_process_stops_the_others(tmp_path: Path) -> None:
     script = tmp_path / "fail.py"
-    script.write_text(FAIL_SCRIPT.replace("sys.argv[1]", repr(str(tmp_path / "rank0.pid"))))
-    result, seconds = _run_cpu_2proc(script, timeout=90)
+    script.write_text(FAIL_SCRIPT)
+    result, seconds = _run_cpu_2proc(script, str(tmp_path / "rank0.pid"), timeout=90)
     assert result.returncode != 0
     assert seconds < 60, f"launch took {seconds:.1f} s to fail"
     assert "rank 1 failed on purpose" in result.stdout

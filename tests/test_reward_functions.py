@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import jiwer
 import numpy as np
@@ -305,6 +306,8 @@ def test_scale_offset_and_both_completion_formats(tiny, wav_paths):
         completions=[chat(text) for text in completions], audio=audios
     )
     assert conversational == pytest.approx([2.0 * value - 1.0 for value in plain], abs=1e-6)
+    raw = AudioTextReward(model, processor, device="cpu", scale=2.0, offset=-1.0).score(audios, completions)
+    assert raw == pytest.approx(plain, abs=1e-6)  # `score` gives the model's [0, 1] scores
 
 
 class Counter:
@@ -357,16 +360,27 @@ class FakeDecoder:
 
 def test_duplicates_are_found_by_identity_path_and_content(wav_paths):
     wave = sine_clip(1.0, seed=3)
-    same_path = [wav_paths[0], "".join(wav_paths[0])]  # equal strings, different objects
-    as_dict = {"array": wave.copy(), "sampling_rate": 16000}
-    same_content = [wave, wave.copy(), torch.from_numpy(wave.copy()), as_dict]
+    same_path = [wav_paths[0], "".join(wav_paths[0]), {"path": wav_paths[0]}]  # equal strings, new objects
+    same_content = [wave, wave, wave.copy(), torch.from_numpy(wave.copy()), list(wave)]
+    as_dicts = [{"array": wave.copy(), "sampling_rate": 16000} for _ in range(2)]
     decoders = [FakeDecoder(wave), FakeDecoder(wave.copy())]
-    with_source = [FakeDecoder(wave, source="a.wav"), FakeDecoder(wave, source="a.wav")]
-    waveforms, rows = group_clips(same_path + same_content[:2] + decoders + [wav_paths[1]])
-    assert rows == [0, 0, 1, 1, 1, 1, 2] and len(waveforms) == 3
-    assert len({clip_key(item) for item in same_content[:3]}) == 1
-    assert clip_key(with_source[0]) == clip_key(with_source[1])
+    with_source = [FakeDecoder(wave, source=wav_paths[2]), FakeDecoder(wave, source=wav_paths[2])]
+    same_bytes = [wav_bytes(wave), {"bytes": wav_bytes(wave), "path": "0.wav"}]
+    waveforms, rows = group_clips(same_path + same_content + as_dicts + decoders + with_source + same_bytes)
+    # Bare arrays are at 16 kHz, so they equal the 16 kHz dicts and the decoded samples.
+    assert rows == [0] * 3 + [1] * (5 + 2 + 2) + [2] * 2 + [3] * 2
+    assert len(waveforms) == 4
+    assert clip_key(with_source[0]) == ("path", wav_paths[2])  # datasets' decoders: no decoding needed
     assert clip_key(decoders[0]) is None  # only decoding tells: group_clips compares the samples
+
+
+def test_different_clips_are_never_merged():
+    base = sine_clip(1.0, seed=4)
+    nearly = base.copy()
+    nearly[1] += 0.5  # same length, dtype and (sparse) fingerprint samples, different content
+    other_rate = {"array": base, "sampling_rate": 8000}
+    waveforms, rows = group_clips([base, nearly, other_rate, base[:-1], base.astype(np.float64)])
+    assert rows == [0, 1, 2, 3, 4] and len(waveforms) == 5
 
 
 def test_model_is_placed_once_and_scores_in_eval_mode(tiny, wav_paths):
@@ -388,9 +402,15 @@ def test_model_is_placed_once_and_scores_in_eval_mode(tiny, wav_paths):
     assert reward.device == torch.device("cpu")
 
 
-def test_default_device_without_accelerate_state():
+def test_default_device_without_accelerate_state(monkeypatch):
+    from accelerate import PartialState
+
+    monkeypatch.setattr(PartialState, "_shared_state", {})  # as if no trainer had started accelerate yet
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert default_device().type == expected
+    assert PartialState._shared_state == {}  # looking must not initialise it
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    assert default_device().type == "cpu"
 
 
 def test_pickle_round_trip_gives_the_same_scores(tiny, wav_paths):
@@ -401,6 +421,16 @@ def test_pickle_round_trip_gives_the_same_scores(tiny, wav_paths):
     clone = pickle.loads(pickle.dumps(reward))
     assert clone(completions=completions, audio=audios) == pytest.approx(before, abs=1e-7)
     assert get_callable_name(clone) == "rm" and clone.__name__ == "rm"
+
+
+def test_concurrent_calls_agree(tiny, wav_paths):
+    """TRL's async worker scores several groups in threads at once."""
+    model, processor, _ = tiny
+    audios, completions = trl_batch(wav_paths, group=2)
+    reward = AudioTextReward(model, processor, device="cpu")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: reward(completions=completions, audio=audios), range(4)))
+    assert all(result == pytest.approx(results[0], abs=1e-6) for result in results)
 
 
 def test_trl_name_and_logging_hooks(tiny, wav_paths):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -159,7 +160,14 @@ def _plan(voices_per_sentence: int, seed: int, max_sentences: int | None) -> lis
 
 
 class _Espeak:
-    """Minimal ctypes binding of libespeak-ng (synchronous mode: samples arrive through a callback)."""
+    """Minimal ctypes binding of libespeak-ng (synchronous mode: samples arrive through a callback).
+
+    Reproducibility: texts, voices, speeds and pitches are fixed by the seed, but the audio is not bit-exact
+    across builds. libespeak-ng carries state between utterances (the phase of its pitch "flutter", a static
+    no API resets) and reads some uninitialised memory, so a clip can come out a few milliseconds longer or
+    shorter depending on what was synthesised before it. Reloading the library for every clip removes the
+    first effect but not the second and makes the build ~3x slower, so the library is loaded once.
+    """
 
     _AUDIO_OUTPUT_SYNCHRONOUS = 2
     _INITIALIZE_DONT_EXIT = 0x8000
@@ -217,7 +225,7 @@ class _Espeak:
 
 
 _ENGINE: _Espeak | None = None
-_ENGINE_LOCK = threading.Lock()  # libespeak-ng keeps global state: one synthesis at a time per process
+_ENGINE_LOCK = threading.Lock()  # libespeak-ng has process-wide state: one synthesis at a time
 
 
 def _engine() -> _Espeak:
@@ -259,7 +267,9 @@ def _write_corpus(folder: Path, plans: list[ClipPlan]) -> dict[str, int]:
         rows = []
         for plan in (p for p in plans if p.split == split):
             audio = _synthesize_clip(plan)
-            sf.write(folder / split / plan.file_name, audio, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
+            encoded = io.BytesIO()  # in memory: writing to a file makes libsndfile fsync every clip
+            sf.write(encoded, audio, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
+            (folder / split / plan.file_name).write_bytes(encoded.getvalue())
             row = {k: v for k, v in asdict(plan).items() if k != "split"}
             rows.append({**row, "duration": round(len(audio) / SAMPLING_RATE, 4)})
         with open(folder / split / "metadata.jsonl", "w", encoding="utf-8") as handle:

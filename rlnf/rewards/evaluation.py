@@ -27,6 +27,7 @@ from .training import (
     compute_reward_metrics,
     load_scorer_dataset,
     score_range_for_scale,
+    undecoded_audio,
     validate_scorer_dataset,
 )
 
@@ -158,6 +159,7 @@ def evaluate_reward_model(
         dataset, audio_column=audio_column, text_column=text_column, score_column=score_column,
         score_range=score_range_for_scale(score_scale),
     )
+    dataset = undecoded_audio(dataset, audio_column)
     start = time.perf_counter()
     predictions = predict_scores(
         model, processor, list(dataset[audio_column]), list(dataset[text_column]), batch_size=batch_size
@@ -283,7 +285,9 @@ def _run(args: argparse.Namespace) -> int:
     from .processing import RewardModelProcessor
 
     score_range_for_scale(args.score_scale)
-    splits = load_scorer_dataset(args.dataset, args.dataset_config, audio_column=args.audio_column, seed=args.seed)
+    splits = load_scorer_dataset(
+        args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column, seed=args.seed
+    )
     if args.split not in splits:
         raise KeyError(f"split {args.split!r} not in {args.dataset!r}; it has {list(splits)}")
     dataset = splits[args.split]

@@ -15,13 +15,14 @@ accelerate state exists, so each rank picks its own device).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..audio import audio_key, load_audio
+from ..audio import TARGET_SAMPLING_RATE, load_audio
 from .reference import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
 
 # Keywords TRL passes that are not dataset columns (left out of error messages about columns).
@@ -46,17 +47,85 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def clip_key(item: Any) -> Any | None:
-    """A cheap identity for a clip (path, or hash of bytes/samples), or ``None`` when only decoding tells.
+def clip_key(item: Any) -> tuple | None:
+    """The identity of a clip that is stored somewhere (a path, or file bytes), else ``None``.
 
     ``datasets`` yields a fresh decoder object per row access, but keeps the source it decodes in
-    ``_hf_encoded``: that identifies repeated rows without decoding them.
+    ``_hf_encoded``: that identifies repeated rows without decoding them. File bytes win over a path (paths
+    inside parquet files are often bare, reused file names).
     """
     encoded = getattr(item, "_hf_encoded", None)
-    if isinstance(encoded, dict) and (encoded.get("path") or encoded.get("bytes") is not None):
-        return audio_key(encoded)
-    key = audio_key(item)
-    return None if key[0] == "object" else key
+    if isinstance(encoded, dict):
+        item = encoded
+    if isinstance(item, (str, os.PathLike)):
+        return ("path", os.fspath(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return ("bytes", bytes(item))  # the dict hashes it; equal keys are compared byte for byte
+    if isinstance(item, dict) and item.get("array") is None:
+        if item.get("bytes") is not None:
+            return ("bytes", bytes(item["bytes"]))
+        if item.get("path"):
+            return ("path", os.fspath(item["path"]))
+    return None
+
+
+def raw_samples(item: Any) -> tuple[np.ndarray, int | None] | None:
+    """(samples, rate or ``None``) of an in-memory clip, without decoding or copying, else ``None``."""
+    if isinstance(item, dict) and item.get("array") is not None:
+        return _as_numpy(item["array"]), item.get("sampling_rate")
+    if isinstance(item, (np.ndarray, torch.Tensor, list)):
+        return _as_numpy(item), None
+    return None
+
+
+def _as_numpy(samples: Any) -> np.ndarray:
+    if isinstance(samples, torch.Tensor):
+        return samples.detach().cpu().numpy()
+    return np.asarray(samples)
+
+
+def fingerprint(samples: np.ndarray, sampling_rate: int | None) -> tuple:
+    """A cheap key (shape, dtype, rate, ~64 spread samples): equal clips share it; rows with the same key are
+    then compared in full, so grouping never relies on a hash being collision-free."""
+    flat = samples.reshape(-1)
+    step = max(1, flat.size // 64)
+    return (samples.shape, samples.dtype.str, sampling_rate, flat[::step].tobytes(), flat[-1:].tobytes())
+
+
+class _ClipTable:
+    """The distinct clips of one call, found cheaply: by stored source, else by fingerprint + full compare."""
+
+    def __init__(self, sampling_rate: int | None) -> None:
+        self.sampling_rate = sampling_rate
+        self.waveforms: list[np.ndarray] = []
+        self._by_key: dict[tuple, int] = {}
+        self._by_print: dict[tuple, list[tuple[np.ndarray, int]]] = {}
+
+    def index(self, item: Any, row: int) -> int:
+        key = clip_key(item)
+        if key is not None:
+            if key not in self._by_key:
+                self._by_key[key] = self._add(load_audio(item, self.sampling_rate, index=row))
+            return self._by_key[key]
+        raw = raw_samples(item)
+        if raw is None:  # only decoding tells (e.g. a decoder without a source): compare decoded samples
+            waveform = load_audio(item, self.sampling_rate, index=row)
+            return self._match(waveform, TARGET_SAMPLING_RATE, lambda: waveform)
+        rate = raw[1] or self.sampling_rate or TARGET_SAMPLING_RATE
+        return self._match(raw[0], rate, lambda: load_audio(item, self.sampling_rate, index=row))
+
+    def _match(self, samples: np.ndarray, rate: int, load: Any) -> int:
+        candidates = self._by_print.setdefault(fingerprint(samples, rate), [])
+        for seen, index in candidates:
+            if np.array_equal(seen, samples):
+                return index
+        index = self._add(load())
+        candidates.append((samples, index))
+        return index
+
+    def _add(self, waveform: np.ndarray) -> int:
+        self.waveforms.append(waveform)
+        return len(self.waveforms) - 1
 
 
 def group_clips(
@@ -64,28 +133,17 @@ def group_clips(
 ) -> tuple[list[np.ndarray], list[int]]:
     """Decode each distinct clip once: the waveforms (16 kHz) and, per row, the index of its waveform.
 
-    Rows are the same clip when they are the same object, have the same path, or the same bytes/samples
-    (objects without a cheap identity are decoded and compared by their samples).
+    Rows are the same clip when they are the same object, have the same path or file bytes, or hold equal
+    samples (at the same rate). Objects that only decoding identifies are decoded, then compared.
     """
-    waveforms: list[np.ndarray] = []
-    by_key: dict[Any, int] = {}
+    table = _ClipTable(sampling_rate)
     by_object: dict[int, int] = {}  # the items stay alive in `audios`, so ids are unique here
-    rows: list[int] = []
+    rows = []
     for row, item in enumerate(audios):
         if id(item) not in by_object:
-            key = clip_key(item)
-            waveform = None
-            if key is None:
-                waveform = load_audio(item, sampling_rate, index=row)
-                key = audio_key(waveform)
-            if key not in by_key:
-                by_key[key] = len(waveforms)
-                if waveform is None:
-                    waveform = load_audio(item, sampling_rate, index=row)
-                waveforms.append(waveform)
-            by_object[id(item)] = by_key[key]
+            by_object[id(item)] = table.index(item, row)
         rows.append(by_object[id(item)])
-    return waveforms, rows
+    return table.waveforms, rows
 
 
 def unique_indices(values: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -172,6 +230,7 @@ class AudioTextReward:
         self.__name__ = name  # TRL reads `__name__` for its log keys
         self._device_option = self.device
         self._ready = False
+        self._lock = threading.Lock()  # TRL's async worker may score several groups in threads at once
 
     @classmethod
     def from_pretrained(
@@ -197,10 +256,12 @@ class AudioTextReward:
         state = self.__dict__.copy()
         state["_ready"] = False  # the child process places the model again (its own device)
         state["device"] = state["_device_option"]
+        del state["_lock"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # -- the call TRL makes
 
@@ -219,12 +280,18 @@ class AudioTextReward:
             )
         if not texts:
             return []
-        scores, clips = self.score(audios, texts)
+        scores, clips = self._score(audios, texts)
         self._log(kwargs, len(texts), clips)
         return [self.scale * value + self.offset for value in scores]
 
-    def score(self, audios: Sequence[Any], texts: Sequence[str]) -> tuple[list[float], int]:
-        """Model scores in [0, 1] for row-aligned clips and texts, and how many distinct clips there were."""
+    def score(self, audios: Sequence[Any], texts: Sequence[str]) -> list[float]:
+        """Raw model scores in [0, 1] (no scale/offset) for row-aligned clips and texts."""
+        if len(audios) != len(texts):
+            raise ValueError(f"got {len(audios)} clips but {len(texts)} texts: they are scored pairwise")
+        return self._score(audios, list(texts))[0] if texts else []
+
+    def _score(self, audios: Sequence[Any], texts: Sequence[str]) -> tuple[list[float], int]:
+        """Scores, and how many distinct clips there were (for the logs)."""
         self._prepare_model()
         waveforms, clip_rows = group_clips(audios, self.sampling_rate)
         unique_texts, text_rows = unique_indices(list(texts))
@@ -249,21 +316,24 @@ class AudioTextReward:
 
     def _prepare_model(self) -> None:
         """Device, dtype and eval mode, once (never a device move per call)."""
-        if not self._ready:
-            self.device = self.device or default_device()
-            if self.dtype is not None:
-                self.model.to(device=self.device, dtype=self.dtype)
-            else:
-                self.model.to(self.device)
-            self._ready = True
-        if self.model.training:
+        if self._ready and not self.model.training:
+            return
+        with self._lock:
+            if not self._ready:
+                self.device = self.device or default_device()
+                if self.dtype is not None:
+                    self.model.to(device=self.device, dtype=self.dtype)
+                else:
+                    self.model.to(self.device)
+                self._ready = True
             self.model.eval()
 
     def _encode_clips(self, waveforms: list[np.ndarray]) -> Any:
         """Log-mel + audio encoder, once per distinct clip, in chunks of ``batch_size``."""
         chunks = []
         for start in range(0, len(waveforms), self.batch_size):
-            features = self.processor.extract_audio(waveforms[start : start + self.batch_size])
+            chunk = waveforms[start : start + self.batch_size]
+            features = self.processor.extract_audio(chunk, sampling_rate=TARGET_SAMPLING_RATE)
             audio = features["audio"].to(self.device, dtype=self.dtype or features["audio"].dtype)
             chunks.append(self.model.encode_audio(audio, features["audio_attention_mask"].to(self.device)))
         return concat_encodings(chunks)

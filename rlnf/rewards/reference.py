@@ -26,6 +26,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 Normalizer = str | Callable[[str], str] | None
 RewardOutput = list[float | None]
 
@@ -79,6 +81,7 @@ _SPACES = re.compile(r"\s+")
 _TONES = {"\u0300", "\u0301", "\u0302", "\u0304", "\u030c"}
 
 
+@functools.lru_cache(maxsize=16384)  # TRL repeats each reference G times; hypotheses repeat too
 def basic_normalize(text: str) -> str:
     """Fallback normaliser: NFC, lower case, tone marks and punctuation removed, whitespace collapsed.
 
@@ -101,6 +104,7 @@ def _bambara_normalizer() -> Callable[[str], str]:
     return create_normalizer("wer", strip_repetitions=False)
 
 
+@functools.lru_cache(maxsize=16384)
 def bambara_normalize(text: str) -> str:
     """Bambara-aware normalisation for scoring (see the module docstring)."""
     return _bambara_normalizer()(text)
@@ -210,12 +214,16 @@ def repeated_ngram_fraction(words: Sequence[str], ngram_size: int) -> float:
 
 
 def _duration_seconds(item: Any, cache: dict[Any, float | None]) -> float | None:
-    """A clip's duration, cheaply where the item says it (array + rate), else by decoding it once per call."""
+    """A clip's duration, cheaply where the item says it (mono samples + rate), else by decoding it once per
+    call. Bare arrays are at 16 kHz, as everywhere in rlnf."""
+    from rlnf.audio import TARGET_SAMPLING_RATE, audio_key, load_audio
+
     if item is None:
         return None
-    if isinstance(item, dict) and item.get("array") is not None:
-        return len(item["array"]) / float(item.get("sampling_rate") or 16_000)
-    from rlnf.audio import TARGET_SAMPLING_RATE, audio_key, load_audio
+    if isinstance(item, dict) and item.get("array") is not None and np.ndim(item["array"]) == 1:
+        return len(item["array"]) / float(item.get("sampling_rate") or TARGET_SAMPLING_RATE)
+    if isinstance(item, np.ndarray) and item.ndim == 1:
+        return item.size / TARGET_SAMPLING_RATE
 
     key = audio_key(getattr(item, "_hf_encoded", None) or item)  # datasets' decoders carry their source
     if key not in cache:

@@ -7,14 +7,10 @@ column, so training and evaluation read clips the same way and need no torchcode
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from numbers import Real
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +38,7 @@ __all__ = [
     "load_scorer_dataset",
     "score_range_for_scale",
     "split_by_clip",
+    "undecoded_audio",
     "validate_scorer_dataset",
 ]
 
@@ -70,7 +67,9 @@ class RewardDataCollator:
     """Rows ``{audio, text, score}`` -> the model's four tensors + ``labels`` (score / ``score_scale``, in [0, 1]).
 
     Audio stays undecoded in the dataset (paths/bytes); decoding and features happen here, per batch, so a
-    dataset of thousands of clips never sits in memory as features.
+    dataset of thousands of clips never sits in memory as features. With ``cache_audio_mb`` > 0 each clip's
+    log-mel features are kept (up to that many MB) and reused: a scorer dataset repeats every clip with several
+    transcripts, every epoch, and features are per clip, so reuse gives exactly the tensors a fresh call would.
     """
 
     def __init__(
@@ -82,6 +81,7 @@ class RewardDataCollator:
         text_column: str = "text",
         score_column: str = "score",
         sampling_rate: int | None = None,
+        cache_audio_mb: float = 0.0,
     ) -> None:
         self.processor = processor
         self.score_range = score_range_for_scale(score_scale)
@@ -90,20 +90,44 @@ class RewardDataCollator:
         self.text_column = text_column
         self.score_column = score_column
         self.sampling_rate = sampling_rate
+        self.cache_audio_bytes = int(cache_audio_mb * 2**20)
+        self._cache: dict[Any, torch.Tensor] = {}
+        self._cached_bytes = 0
+
+    def _features(self, audios: list[Any]) -> dict[str, torch.Tensor]:
+        if self.cache_audio_bytes <= 0:
+            return dict(self.processor.extract_audio(audios, sampling_rate=self.sampling_rate))
+        features = []
+        for item in audios:
+            key = audio_key(item)
+            feature = self._cache.get(key)
+            if feature is None:
+                feature = self.processor.extract_audio([item], sampling_rate=self.sampling_rate)["audio"][0]
+                if self._cached_bytes + feature.nbytes <= self.cache_audio_bytes:
+                    self._cache[key] = feature
+                    self._cached_bytes += feature.nbytes
+            features.append(feature)
+        frames = max(f.shape[-1] for f in features)
+        padding = float(self.processor.feature_extractor.padding_value)
+        audio = torch.full((len(features), features[0].shape[0], frames), padding, dtype=features[0].dtype)
+        mask = torch.zeros((len(features), frames), dtype=torch.long)
+        for row, feature in enumerate(features):
+            audio[row, :, : feature.shape[-1]] = feature
+            mask[row, : feature.shape[-1]] = 1
+        return {"audio": audio, "audio_attention_mask": mask}
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len(rows) == 0:
             raise ValueError("RewardDataCollator: empty batch")
-        audios = [row[self.audio_column] for row in rows]
-        texts = [row[self.text_column] for row in rows]
-        batch = dict(self.processor(audios=audios, texts=texts, sampling_rate=self.sampling_rate))
+        batch = self._features([row[self.audio_column] for row in rows])
+        batch.update(self.processor.tokenize([row[self.text_column] for row in rows]))
         if self.score_column in rows[0]:
             scores = np.asarray([row[self.score_column] for row in rows], dtype=np.float64)
             low, high = self.score_range
             bad = np.flatnonzero(~np.isfinite(scores) | (scores < low) | (scores > high))
             if bad.size:
                 raise ValueError(
-                    f"RewardDataCollator: batch item {int(bad[0])} has score {scores[bad[0]]!r}, outside "
+                    f"RewardDataCollator: batch item {int(bad[0])} has score {float(scores[bad[0]]):g}, outside "
                     f"[{low:g}, {high:g}] (score_scale={self.score_scale:g}); run validate_scorer_dataset first"
                 )
             batch["labels"] = torch.tensor(scores / self.score_scale, dtype=torch.float32)
@@ -114,8 +138,9 @@ class RewardDataCollator:
 # Dataset checks and splits
 
 
-def _undecoded(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
-    """The same rows with the audio column as raw ``{"path", "bytes"}`` (no decoding just to look at rows)."""
+def undecoded_audio(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
+    """The same rows with an ``Audio`` column cast to raw ``{"path", "bytes"}``: looking at rows, hashing clips
+    or batching them never needs torchcodec (`rlnf.audio.load_audio` decodes where features are made)."""
     import datasets
 
     feature = dataset.features.get(audio_column) if dataset.features else None
@@ -170,7 +195,7 @@ def validate_scorer_dataset(
     low, high = (float(v) for v in score_range)
     if not low < high:
         raise ValueError(f"score_range must be (low, high) with low < high, got {score_range!r}")
-    view = _undecoded(dataset, audio_column).select_columns([audio_column, text_column, score_column])
+    view = undecoded_audio(dataset, audio_column).select_columns([audio_column, text_column, score_column])
     problems: list[str] = []
     count = 0
     start = 0
@@ -208,7 +233,7 @@ def clip_keys(dataset: datasets.Dataset, *, clip_column: str | None = None, audi
         raise ScorerDatasetError(
             f"no clip_id column and no audio column {audio_column!r} to identify clips; columns: {dataset.column_names}"
         )
-    view = _undecoded(dataset, audio_column).select_columns([audio_column])
+    view = undecoded_audio(dataset, audio_column).select_columns([audio_column])
     keys: list[Any] = []
     for chunk in view.iter(batch_size=1024):
         keys.extend(audio_key(item) for item in chunk[audio_column])
@@ -352,93 +377,29 @@ class RewardTrainer(Trainer):
 # Data sources
 
 
-def _read_table(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    if path.suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list):
-            raise ScorerDatasetError(f"{path}: expected a JSON list of rows")
-        return rows
-    if path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    raise ScorerDatasetError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .csv)")
-
-
-def _local_table(path: Path, audio_column: str, score_column: str) -> datasets.Dataset:
-    """A CSV/JSON(L) table whose audio column holds file paths (relative to the table's folder) or whose
-    ``file_name`` column does (the audiofolder convention)."""
-    import datasets
-
-    rows = _read_table(path)
-    if not rows:
-        raise ScorerDatasetError(f"{path}: no rows")
-    source = audio_column if audio_column in rows[0] else "file_name" if "file_name" in rows[0] else None
-    if source is None:
-        raise ScorerDatasetError(
-            f"{path}: no audio column {audio_column!r} (nor 'file_name'); columns: {sorted(rows[0])}"
-        )
-    audio = []
-    for i, row in enumerate(rows):
-        value = row.pop(source, None)
-        if isinstance(value, str) and value:
-            audio.append({"path": value if os.path.isabs(value) else str(path.parent / value), "bytes": None})
-        else:
-            audio.append(value if isinstance(value, dict) else None)
-        cell = row.get(score_column)
-        if isinstance(cell, str):  # CSV cells are strings
-            try:
-                row[score_column] = float(cell) if cell.strip() else None
-            except ValueError:
-                raise ScorerDatasetError(f"{path}: row {i}: score {cell!r} is not a number") from None
-    columns: dict[str, list[Any]] = {audio_column: audio}
-    for key in rows[0]:
-        columns[key] = [row.get(key) for row in rows]
-    return datasets.Dataset.from_dict(columns)
-
-
 def load_scorer_dataset(
     name: str,
     config: str | None = None,
     *,
     audio_column: str = "audio",
-    score_column: str = "score",
+    text_column: str = "text",
     seed: int = 0,
     demo_options: dict[str, Any] | None = None,
 ) -> datasets.DatasetDict:
-    """Every split of a scorer dataset, audio undecoded (``{"path", "bytes"}``).
+    """Every split of a scorer dataset, audio undecoded (paths or ``{"path", "bytes"}``).
 
-    ``name`` is ``"demo"`` (synthetic scorer data from the Bambara demo corpus), a local folder (one
-    ``metadata.jsonl``/``.csv`` at its root, or one per split subfolder: the audiofolder layout), a local
-    ``.jsonl``/``.json``/``.csv`` file (a single ``train`` split), or a hub dataset id (``config`` picks its
-    configuration).
+    ``name`` is ``"demo"`` (synthetic scorer rows built from each split of the Bambara demo corpus by
+    `rlnf.data.synthetic.make_scorer_dataset`, ``seed`` fixing the hypotheses), or anything
+    `rlnf.data.loading.load_asr_dataset` reads: a hub id (``config`` picks its configuration, e.g.
+    ``RobotsMali/transcription-scorer`` + ``partially-reviewed``), a ``save_to_disk`` folder, an audiofolder
+    (``metadata.jsonl``/``.csv`` with ``file_name``), or a CSV/JSONL/Parquet file whose audio column holds
+    paths relative to the file.
     """
-    import datasets
-
     if name == "demo":
         return _demo_scorer_dataset(seed=seed, **(demo_options or {}))
-    path = Path(name).expanduser()
-    if path.is_file():
-        return datasets.DatasetDict({"train": _local_table(path, audio_column, score_column)})
-    if path.is_dir():
-        splits: dict[str, datasets.Dataset] = {}
-        for metadata in ("metadata.jsonl", "metadata.csv", "metadata.json"):
-            if (path / metadata).is_file():
-                return datasets.DatasetDict({"train": _local_table(path / metadata, audio_column, score_column)})
-        for split_dir in sorted(p for p in path.iterdir() if p.is_dir()):
-            for metadata in ("metadata.jsonl", "metadata.csv", "metadata.json"):
-                if (split_dir / metadata).is_file():
-                    splits[split_dir.name] = _local_table(split_dir / metadata, audio_column, score_column)
-                    break
-        if not splits:
-            raise ScorerDatasetError(f"{path}: no metadata.jsonl/.csv/.json at its root or in split subfolders")
-        return datasets.DatasetDict(splits)
-    if name.startswith((".", "/", "~")) or name.endswith((".jsonl", ".json", ".csv")):
-        raise FileNotFoundError(f"dataset {name!r} not found (not a local file or folder)")
-    loaded = datasets.load_dataset(name, config)
-    return datasets.DatasetDict({split: _undecoded(ds, audio_column) for split, ds in loaded.items()})
+    from ..data.loading import load_asr_dataset
+
+    return load_asr_dataset(name, config, audio_column=audio_column, text_column=text_column)
 
 
 def _demo_scorer_dataset(*, seed: int = 0, **options: Any) -> datasets.DatasetDict:

@@ -163,6 +163,8 @@ def generate_from_encoder(
     return GenerationMixin.generate(
         generation_model(model),
         encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+        # every encoder frame is valid; saying so stops transformers' pad == eos warning
+        attention_mask=torch.ones(encoder_hidden.shape[:2], dtype=torch.long, device=encoder_hidden.device),
         decoder_input_ids=prefix,
         decoder_attention_mask=torch.ones_like(prefix),
         generation_config=generation_config,
@@ -211,7 +213,7 @@ def transcribe(
     config = GenerationConfig(
         do_sample=False,
         num_beams=1,
-        max_new_tokens=max_new_tokens,
+        max_length=len(prefix) + max_new_tokens,  # not max_new_tokens: it clashes with the checkpoint's max_length
         eos_token_id=eos,
         pad_token_id=int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]),
         decoder_start_token_id=prefix[0],
@@ -270,12 +272,13 @@ def evaluate_asr(
     *,
     audio_column: str = "audio",
     reference_column: str = "text",
-    normalizer: str | Callable[[str], str] | None = "none",
+    normalizer: str | Callable[[str], str] | None = "bambara",
     **transcribe_kwargs: Any,
 ) -> dict[str, Any]:
     """Greedy corpus WER/CER of ``model`` on ``dataset`` (a ``datasets.Dataset`` or a list of row dicts).
 
-    Returns ``{"wer", "cer", "num_samples", "hypotheses"}``; a recipe logs it before and after training.
+    Returns ``{"wer", "cer", "num_samples", "hypotheses"}``; a recipe logs it before and after training. The
+    default normaliser matches ``ASRGRPOConfig.eval_normalizer`` and the ``wer``/``cer`` rewards.
     """
     rows = [dataset[i] for i in range(len(dataset))]
     for name in (audio_column, reference_column):

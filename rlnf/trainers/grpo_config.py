@@ -134,6 +134,9 @@ class ASRGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        for name in ("reference_column", "language", "task", "eval_normalizer"):  # the CLI gives strings
+            if isinstance(getattr(self, name), str) and getattr(self, name).lower() in ("none", "null", ""):
+                setattr(self, name, None)
         if self.bf16 is None:
             self.bf16 = _bf16_available() and not self.fp16 and not self.use_cpu
         if self.pad_features_to not in ("model", "longest") and not str(self.pad_features_to).endswith("s"):
@@ -144,7 +147,7 @@ class ASRGRPOConfig(GRPOConfig):
         try:
             super().__post_init__()
         except ValueError as error:
-            if "num_generations" not in str(error):
+            if "generations" not in str(error):
                 raise
             raise ValueError(
                 f"{error} Each clip is sampled num_generations={self.num_generations} times and a batch must hold "

@@ -1,0 +1,61 @@
+"""Shared test setup: no network, and tiny synthetic audio datasets (tones + noise, 1-2 s, 16 kHz)."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub: an accidental hub call would otherwise retry for ~47 s.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SAMPLING_RATE = 16_000
+TEXTS = ["i ni ce", "an bɛ taa sugu la", "sanji bɛ na bi", "den fila bɛ yen"]
+
+
+def synthetic_clip(seconds: float, freq: float, seed: int = 0, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """A deterministic clip: a tone plus a little noise, float32 mono."""
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    noise = np.random.default_rng(seed).standard_normal(t.shape)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * noise).astype(np.float32)
+
+
+@pytest.fixture
+def audio_rows() -> list[dict]:
+    """Four rows ``{"audio": {"array", "sampling_rate"}, "text"}`` of 1.0, 1.3, 1.6 and 1.9 s."""
+    return [
+        {"audio": {"array": synthetic_clip(1.0 + 0.3 * i, 180.0 + 70 * i, seed=i), "sampling_rate": SAMPLING_RATE},
+         "text": text}
+        for i, text in enumerate(TEXTS)
+    ]
+
+
+@pytest.fixture
+def audio_dataset(audio_rows):
+    """``audio_rows`` as a ``datasets.Dataset`` (audio stored as array dicts, no decoder needed)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(audio_rows)
+
+
+@pytest.fixture
+def wav_dataset(tmp_path, audio_rows):
+    """The same clips as 16-bit WAV files; the audio column holds their paths."""
+    import soundfile as sf
+    from datasets import Dataset
+
+    paths = []
+    for i, row in enumerate(audio_rows):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, row["audio"]["array"], SAMPLING_RATE, subtype="PCM_16")
+        paths.append(str(path))
+    return Dataset.from_dict({"audio": paths, "text": [row["text"] for row in audio_rows]})

@@ -1,0 +1,403 @@
+"""ASRGRPOTrainer on a tiny offline Whisper: training (full / LoRA, with and without KL), one encoder pass per
+clip, greedy WER/CER evaluation, save + resume, and the errors a user sees for bad input."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+import trl
+from datasets import Dataset
+from trl import GRPOTrainer, TrlParser
+
+from rlnf.policies import build_tiny_whisper
+from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer, RewardFunctionError, UndecodableAudioError
+from rlnf.trainers.asr_metrics import decoder_prefix_ids, generation_model
+
+G = 4
+CLIPS_PER_STEP = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tiny model is faster on one thread, and the test machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    texts = ["i ni ce", "an bɛ taa sugu la", "sanji bɛ na bi", "den fila bɛ yen", "i ni sɔgɔma", "a bɛ so kɔnɔ",
+             "ne tɔgɔ ye Fanta ye", "muso ni cɛ bɛ baara la"] * 3
+    return build_tiny_whisper(texts, d_model=64, layers=2, heads=2, max_source_positions=100,
+                              max_target_positions=32, vocab_size=300)
+
+
+@pytest.fixture
+def policy(tiny_policy):
+    model, processor = tiny_policy
+    return copy.deepcopy(model), processor
+
+
+def make_args(tmp_path, **overrides) -> ASRGRPOConfig:
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=G * CLIPS_PER_STEP,
+        per_device_eval_batch_size=G,
+        num_generations=G,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        eval_normalizer="none",
+        dataloader_num_workers=0,
+    )
+    values.update(overrides)
+    return ASRGRPOConfig(**values)
+
+
+def wer_reward(completions, text, **kwargs):
+    """Plain 1 - WER (jiwer), clipped at 0."""
+    return [max(0.0, 1.0 - jiwer.wer(ref, hyp or "<empty>")) for hyp, ref in zip(completions, text, strict=True)]
+
+
+class AudioCheckingReward:
+    """Character overlap with the reference (non-zero variance even for a random policy); checks what TRL
+    passes: the decoded audio (one object per clip) and the reference column."""
+
+    __name__ = "overlap"
+
+    def __init__(self):
+        self.calls = 0
+        self.completion_ids: list[list[int]] = []
+
+    def __call__(self, completions, audio, text, completion_ids, **kwargs):
+        self.calls += 1
+        self.completion_ids.extend(completion_ids)
+        assert len(audio) == len(text) == len(completions) == G * CLIPS_PER_STEP
+        assert all(isinstance(a, dict) and a["sampling_rate"] == 16000 for a in audio)
+        assert all(isinstance(a["array"], np.ndarray) and a["array"].dtype == np.float32 for a in audio)
+        assert len({id(a) for a in audio}) == CLIPS_PER_STEP  # the G rows of a clip share one decoded object
+        assert all(isinstance(t, str) and t for t in text)
+        assert "__rlnf_row__" not in kwargs
+        return [len(set(hyp) & set(ref)) / len(set(ref)) for hyp, ref in zip(completions, text, strict=True)]
+
+
+def encoder_batch_sizes(model) -> list[int]:
+    """Record the batch size of every call of ``model``'s encoder."""
+    sizes: list[int] = []
+    generation_model(model).get_encoder().register_forward_hook(
+        lambda _m, _a, out: sizes.append(out.last_hidden_state.shape[0])
+    )
+    return sizes
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def changed(before: dict[str, torch.Tensor], model, prefix: str = "") -> set[str]:
+    return {
+        name for name, p in model.named_parameters()
+        if name.startswith(prefix) and not torch.equal(before[name], p.detach())
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# TRL pin: private methods are overridden
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_trl_version_and_overridden_signatures():
+    assert trl.__version__.startswith("1.16"), "ASRGRPOTrainer overrides TRL 1.16 private methods: re-check them"
+    expected = {
+        "_tokenize_prompts": ["self", "prompts"],
+        "_generate_and_score_completions": ["self", "inputs"],
+        "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields", "num_generations",
+                                  "has_tool_images"],
+        "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
+                                               "batch_size", "compute_entropy", "compute_aux_loss"],
+        "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
+        "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+        "evaluation_loop": ["self", "dataloader", "description", "prediction_loss_only", "ignore_keys",
+                            "metric_key_prefix"],
+    }
+    for name, params in expected.items():
+        assert name in vars(ASRGRPOTrainer), name
+        trl_params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
+        assert trl_params[: len(params)] == params, (name, trl_params)
+    # TRL builds the reference model through this module-level name; the trainer patches it.
+    assert hasattr(trl.trainer.grpo_trainer, "create_model_from_path")
+
+
+def test_config_defaults_and_cli(tmp_path):
+    args = ASRGRPOConfig(output_dir=str(tmp_path))
+    assert (args.audio_column, args.reference_column, args.sampling_rate) == ("audio", "text", 16000)
+    assert (args.language, args.task, args.predict_timestamps, args.pad_features_to) == (
+        None, "transcribe", False, "model")
+    assert (args.max_completion_length, args.temperature, args.beta, args.num_generations) == (128, 1.0, 0.04, 8)
+    assert args.gradient_checkpointing is False
+    assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    own = [f for f in ASRGRPOConfig.__dataclass_fields__.values() if f.name not in trl.GRPOConfig.__dataclass_fields__]
+    assert own and all(f.metadata.get("help") for f in own)
+    (parsed,) = TrlParser(ASRGRPOConfig).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--audio_column", "speech", "--language", "fr", "--freeze_encoder", "true",
+         "--pad_features_to", "30s", "--reference_column", "None"]
+    )
+    assert (parsed.audio_column, parsed.language, parsed.freeze_encoder, parsed.pad_features_to) == (
+        "speech", "fr", True, "30s")
+    assert parsed.reference_column is None
+
+
+def test_decoder_prefix(policy):
+    _, processor = policy
+    tokenizer = processor.tokenizer
+    tokens = tokenizer.convert_ids_to_tokens(decoder_prefix_ids(tokenizer))
+    assert tokens == ["<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"]
+    with pytest.raises(ValueError, match="language token '<\\|bm\\|>'"):
+        decoder_prefix_ids(tokenizer, language="bm")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_full_finetuning_with_kl_runs_encoder_once_per_clip(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    suppressed = list(range(100, 250))  # the checkpoint's generation config is honoured when sampling
+    model.generation_config.suppress_tokens = suppressed
+    reward = AudioCheckingReward()
+    trainer = ASRGRPOTrainer(model, [wer_reward, reward], args=make_args(tmp_path, beta=0.04),
+                             train_dataset=audio_dataset, processing_class=processor)
+    policy_calls = encoder_batch_sizes(trainer.model)
+    reference_calls = encoder_batch_sizes(trainer.ref_model)
+    before = snapshot(trainer.model)
+    trainer.train()
+
+    assert reward.calls == 2
+    sampled = [token for ids in reward.completion_ids for token in ids]
+    assert len(reward.completion_ids) == 2 * G * CLIPS_PER_STEP and not set(sampled) & set(suppressed)
+    eos = processor.tokenizer.eos_token_id
+    assert all(ids and ids[0] != eos for ids in reward.completion_ids)  # begin_suppress_tokens: no empty transcript
+    assert not set(sampled) & set(decoder_prefix_ids(processor.tokenizer)[:1])  # the prefix is not a completion
+    # Per step: generation + loss pass on the policy, one reference pass; each over the 2 unique clips only.
+    assert policy_calls == [CLIPS_PER_STEP] * 4
+    assert reference_calls == [CLIPS_PER_STEP] * 2
+    assert changed(before, trainer.model, "model.encoder."), "gradients must reach the encoder"
+    assert changed(before, trainer.model, "model.decoder.")
+    assert trainer.ref_model is not trainer.model
+    assert all(not p.requires_grad for p in trainer.ref_model.parameters())
+    logs = trainer.state.log_history
+    assert "kl" in logs[0] and "rewards/overlap/mean" in logs[0] and "rewards/wer_reward/mean" in logs[0]
+    assert logs[0]["completions/max_length"] <= 8
+
+
+def test_lora_with_kl_uses_base_model_as_reference(tmp_path, policy, audio_dataset):
+    from peft import LoraConfig
+
+    model, processor = policy
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, beta=0.04, max_steps=1),
+                             train_dataset=audio_dataset, processing_class=processor, peft_config=lora)
+    assert trainer.ref_model is None  # TRL disables the adapters for the reference pass
+    calls = encoder_batch_sizes(trainer.model)
+    before = snapshot(trainer.model)
+    trainer.train()
+    moved = changed(before, trainer.model)
+    assert moved and all("lora_" in name for name in moved)
+    assert any(".encoder." in name for name in moved) and any(".decoder." in name for name in moved)
+    assert calls == [CLIPS_PER_STEP] * 3  # generation, reference (adapters off), loss
+
+
+def test_frozen_encoder_is_run_once_per_clip_per_step(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, beta=0.04, max_steps=1,
+                                                                           freeze_encoder=True),
+                             train_dataset=audio_dataset, processing_class=processor)
+    calls = encoder_batch_sizes(trainer.model)
+    reference_calls = encoder_batch_sizes(trainer.ref_model)
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert calls == [CLIPS_PER_STEP] and reference_calls == []  # generation's states serve every pass
+    assert not changed(before, trainer.model, "model.encoder.")
+    assert changed(before, trainer.model, "model.decoder.")
+
+
+def test_buffered_generation_shuffled_micro_batches(tmp_path, policy, audio_dataset):
+    """steps_per_generation=2 and num_iterations=2: TRL shuffles and splits the generation batch and computes
+    old log-probs; every pass still encodes each clip of its rows once."""
+    model, processor = policy
+    args = make_args(tmp_path, per_device_train_batch_size=G, gradient_accumulation_steps=2, num_iterations=2,
+                     beta=0.0)
+    reward = AudioCheckingReward()  # still sees the whole generation batch: 8 rows, 2 clips
+    trainer = ASRGRPOTrainer(model, reward, args=args, train_dataset=audio_dataset, processing_class=processor)
+    calls = encoder_batch_sizes(trainer.model)
+    trainer.train()
+    assert trainer.state.global_step == 2 and reward.calls == 1  # one generation serves 2 optimizer steps
+    # generation (both clips), the old policy's pass in chunks of per_device_train_batch_size rows = one clip
+    # each (a clip is never split across chunks), then 4 loss micro-batches of shuffled rows
+    assert calls[:3] == [CLIPS_PER_STEP, 1, 1]
+    assert len(calls) == 3 + 4 and all(1 <= n <= CLIPS_PER_STEP for n in calls[3:])
+
+
+def test_save_and_resume_match_an_uninterrupted_run(tmp_path, policy, audio_dataset):
+    from transformers import WhisperProcessor
+
+    model, processor = policy
+    initial = copy.deepcopy(model)
+    args = make_args(tmp_path, beta=0.0, save_strategy="steps", save_steps=1)
+    straight = ASRGRPOTrainer(model, AudioCheckingReward(), args=args, train_dataset=audio_dataset,
+                              processing_class=processor)
+    straight.train()
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    reloaded = WhisperProcessor.from_pretrained(checkpoint)  # the feature extractor is saved too
+    assert len(reloaded.tokenizer) == len(processor.tokenizer)
+    assert reloaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
+
+    resumed = ASRGRPOTrainer(initial, AudioCheckingReward(), args=make_args(tmp_path / "b", beta=0.0),
+                             train_dataset=audio_dataset, processing_class=processor)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 2
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+
+def greedy_by_hand(model, processor, dataset, max_new_tokens=8) -> list[str]:
+    """Greedy decoding written out step by step (no generate()), as an independent reference."""
+    tokenizer, fe = processor.tokenizer, processor.feature_extractor
+    prefix = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>"])
+    eos = tokenizer.eos_token_id
+    texts = []
+    model.eval()
+    for row in dataset:
+        audio = np.asarray(row["audio"]["array"], dtype=np.float32)
+        features = fe(audio, sampling_rate=16000, padding="max_length", max_length=200 * 160,
+                      return_tensors="pt").input_features
+        ids = list(prefix)
+        with torch.no_grad():
+            for step in range(max_new_tokens):
+                logits = model(input_features=features, decoder_input_ids=torch.tensor([ids])).logits[0, -1]
+                if step == 0:
+                    logits[eos] = -float("inf")  # the checkpoint's begin_suppress_tokens
+                ids.append(int(logits.argmax()))
+                if ids[-1] == eos:
+                    break
+        texts.append(tokenizer.decode(ids[len(prefix):], skip_special_tokens=True))
+    return texts
+
+
+def test_eval_reports_greedy_corpus_wer_and_cer(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    reference = copy.deepcopy(model)
+    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, eval_sampled_rewards=False),
+                             train_dataset=audio_dataset, eval_dataset=audio_dataset, processing_class=processor)
+    metrics = trainer.evaluate()
+    hypotheses = greedy_by_hand(reference, processor, audio_dataset)
+    references = list(audio_dataset["text"])
+    assert metrics["eval_wer"] == pytest.approx(jiwer.wer(references, hypotheses))
+    assert metrics["eval_cer"] == pytest.approx(jiwer.cer(references, hypotheses))
+    assert trainer.state.log_history[-1]["eval_wer"] == metrics["eval_wer"]
+
+
+def test_eval_with_sampled_rewards_and_wav_paths(tmp_path, policy, wav_dataset):
+    model, processor = policy
+    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=wav_dataset,
+                             eval_dataset={"dev": wav_dataset}, processing_class=processor)
+    metrics = trainer.evaluate()
+    assert {"eval_dev_wer", "eval_dev_cer", "eval_dev_loss"} <= set(metrics)
+    assert "eval_rewards/wer_reward/mean" in trainer.state.log_history[-1]  # TRL's sampled metrics, logged by TRL
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_missing_columns_are_named(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    args = make_args(tmp_path)
+    with pytest.raises(ValueError, match=r"no audio column 'speech'.*\['audio', 'text'\]"):
+        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, audio_column="speech"),
+                       train_dataset=audio_dataset, processing_class=processor)
+    with pytest.raises(ValueError, match=r"no reference column 'text'.*reference_column=None"):
+        ASRGRPOTrainer(model, wer_reward, args=args, train_dataset=audio_dataset.remove_columns("text"),
+                       processing_class=processor)
+    with pytest.raises(ValueError, match=r"eval_dataset has no reference column"):
+        ASRGRPOTrainer(model, wer_reward, args=args, train_dataset=audio_dataset,
+                       eval_dataset=audio_dataset.rename_column("text", "sentence"), processing_class=processor)
+
+
+def test_completion_length_must_fit_the_decoder(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    with pytest.raises(ValueError, match=r"max_completion_length=30 plus the 3-token decoder prefix exceeds.*32"):
+        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, max_completion_length=30),
+                       train_dataset=audio_dataset, processing_class=processor)
+
+
+def test_num_generations_must_divide_the_batch(tmp_path):
+    with pytest.raises(ValueError, match=r"divisible by num_generations.*sampled num_generations=4 times"):
+        make_args(tmp_path, per_device_train_batch_size=6)
+
+
+def test_wrong_policy_and_processor_types(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    with pytest.raises(TypeError, match="feature extractor and a tokenizer"):
+        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
+                       processing_class=processor.tokenizer)
+    with pytest.raises(TypeError, match="speech encoder-decoder"):
+        ASRGRPOTrainer(torch.nn.Linear(2, 2), wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
+                       processing_class=processor)
+
+
+def test_undecodable_audio_names_the_row(tmp_path, policy, wav_dataset):
+    model, processor = policy
+    paths = list(wav_dataset["audio"])
+    paths[2] = str(tmp_path / "missing.wav")
+    broken = Dataset.from_dict({"audio": paths, "text": list(wav_dataset["text"])})
+    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, shuffle_dataset=False),
+                             train_dataset=broken, processing_class=processor)
+    with pytest.raises(UndecodableAudioError, match=r"dataset row 2.*missing\.wav.*skip_undecodable_audio"):
+        trainer.train()
+
+
+def test_undecodable_audio_can_be_skipped(tmp_path, policy, wav_dataset):
+    model, processor = policy
+    paths = list(wav_dataset["audio"])
+    paths[0] = str(tmp_path / "missing.wav")
+    broken = Dataset.from_dict({"audio": paths, "text": list(wav_dataset["text"])})
+    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, shuffle_dataset=False, max_steps=1,
+                                                                skip_undecodable_audio=True),
+                             train_dataset=broken, processing_class=processor)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert any("dataset row 0" in str(w.message) and "skipped" in str(w.message) for w in caught)
+    assert trainer.state.global_step == 1
+
+
+def test_failing_reward_names_function_and_step(tmp_path, policy, audio_dataset):
+    model, processor = policy
+
+    def flaky_reward(completions, **kwargs):
+        raise KeyError("no such column")
+
+    trainer = ASRGRPOTrainer(model, [wer_reward, flaky_reward], args=make_args(tmp_path),
+                             train_dataset=audio_dataset, processing_class=processor)
+    with pytest.raises(RewardFunctionError, match=r"'flaky_reward' raised KeyError at global step 0"):
+        trainer.train()

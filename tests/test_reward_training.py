@@ -1,0 +1,333 @@
+"""Reward-model training and evaluation: metrics, data checks, clip splits, the recipe end to end, resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+from scipy.stats import rankdata
+from transformers import AutoModel, EvalPrediction
+
+import rlnf  # noqa: F401  (registers the Auto classes)
+from rlnf.cli import main as cli_main
+from rlnf.rewards import RewardModel, RewardModelProcessor
+from rlnf.rewards.evaluation import mismatch_pairs, predict_scores
+from rlnf.rewards.training import (
+    RewardDataCollator,
+    ScorerDatasetError,
+    auroc,
+    compute_metrics,
+    compute_reward_metrics,
+    split_by_clip,
+    validate_scorer_dataset,
+)
+from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_reward_model.py"
+TINY = [
+    "--embed_dim", "16", "--lstm_hidden", "16", "--audio_conv_channels", "16", "--audio_conv_layers", "2",
+    "--head_hidden", "32", "--num_attention_heads", "2", "--tokenizer_vocab_size", "60",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "3e-3",
+    "--report_to", "none", "--logging_steps", "2", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+    "--validation_size", "3", "--seed", "7",
+]  # fmt: skip
+
+
+def load_recipe():
+    """The recipe script as a module (registered first: its dataclasses resolve annotations through it)."""
+    if "train_reward_model" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("train_reward_model", RECIPE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["train_reward_model"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["train_reward_model"]
+
+
+def write_scorer_jsonl(folder: Path, clips: int = 20) -> Path:
+    """Tiny scorer data: per clip its reference (100), a truncated reference (50) and another clip's text (5)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for c in range(clips):
+        sf.write(folder / f"clip{c}.wav", sine_clip(0.7 + 0.03 * c, 150 + 25 * c, seed=c), 16000)
+        ref = BAMBARA_SAMPLE[c % len(BAMBARA_SAMPLE)]
+        other = BAMBARA_SAMPLE[(c + 5) % len(BAMBARA_SAMPLE)]
+        for text, score in ((ref, 100.0), (ref[: len(ref) // 2], 50.0), (other, 5.0)):
+            rows.append({"audio": f"clip{c}.wav", "text": text, "score": score, "reference": ref, "clip_id": c})
+    path = folder / "scores.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def scorer_rows(n_clips: int = 6, per_clip: int = 3, with_clip_id: bool = True) -> datasets.Dataset:
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {"audio": [], "text": [], "score": []}
+    if with_clip_id:
+        rows["clip_id"] = []
+    for c in range(n_clips):
+        for k in range(per_clip):
+            rows["audio"].append({"path": f"/data/clip{c}.wav", "bytes": None})
+            rows["text"].append(f"text {c} {k}")
+            rows["score"].append(float(rng.uniform(0, 100)))
+            if with_clip_id:
+                rows["clip_id"].append(c)
+    return datasets.Dataset.from_dict(rows)
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_independent_formulas():
+    rng = np.random.default_rng(1)
+    labels = rng.uniform(0, 1, 200)
+    preds = np.clip(labels + rng.normal(0, 0.15, 200), 0, 1)
+    metrics = compute_reward_metrics(preds, labels)
+    assert metrics["mse"] == pytest.approx(np.mean((preds - labels) ** 2))
+    assert metrics["r2"] == pytest.approx(1 - np.sum((labels - preds) ** 2) / np.sum((labels - labels.mean()) ** 2))
+    assert metrics["pearson"] == pytest.approx(np.corrcoef(preds, labels)[0, 1])
+    assert metrics["spearman"] == pytest.approx(np.corrcoef(rankdata(preds), rankdata(labels))[0, 1])
+    within = sum(1 for p, t in zip(preds, labels, strict=True) if abs(p - t) <= 0.1) / len(labels)
+    assert metrics["accuracy@0.1"] == pytest.approx(within)
+    assert metrics["n"] == 200 and "mismatch_auroc" not in metrics
+
+
+def test_auroc_matches_the_pairwise_definition_with_ties():
+    pos = np.array([0.9, 0.8, 0.8, 0.3, 0.5])
+    neg = np.array([0.1, 0.8, 0.4, 0.6])
+    pairwise = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg])
+    assert auroc(pos, neg) == pytest.approx(pairwise)  # 0.7 on this example, with two ties
+    assert auroc([1, 2, 3], [0, 0.5]) == 1.0 and auroc([0], [1]) == 0.0
+    metrics = compute_reward_metrics([0.2, 0.4], [0.0, 1.0], matched_predictions=pos, mismatch_predictions=neg)
+    assert metrics["mismatch_auroc"] == pytest.approx(pairwise)
+    # Without matched_predictions the true pairs are the predictions themselves.
+    assert compute_reward_metrics([0.9, 0.7], [1, 1], mismatch_predictions=[0.8])["mismatch_auroc"] == 0.5
+
+
+def test_metrics_edge_cases_and_trainer_adapter():
+    constant = compute_reward_metrics([0.5, 0.5, 0.5], [0.1, 0.5, 0.9])
+    assert math.isnan(constant["pearson"]) and math.isnan(constant["spearman"])
+    with pytest.raises(ValueError, match="3 predictions but 2 labels"):
+        compute_reward_metrics([0.1, 0.2, 0.3], [0.1, 0.2])
+    preds, labels = np.array([0.1, 0.5, 0.9], dtype=np.float32), np.array([0.0, 0.6, 1.0], dtype=np.float32)
+    adapted = compute_metrics(EvalPrediction(predictions=preds, label_ids=labels))
+    assert adapted == compute_reward_metrics(preds, labels)
+    assert compute_metrics(EvalPrediction(predictions=(preds,), label_ids=labels)) == adapted
+
+
+# ------------------------------------------------------------------------------------------- data checks
+
+
+def test_validate_accepts_good_data_and_names_missing_columns():
+    validate_scorer_dataset(scorer_rows())
+    with pytest.raises(ScorerDatasetError, match=r"score column 'rating' is missing.*\['audio', 'text', 'score'"):
+        validate_scorer_dataset(scorer_rows(), score_column="rating")
+    with pytest.raises(ScorerDatasetError, match="audio column 'wav'"):
+        validate_scorer_dataset(scorer_rows(), audio_column="wav")
+    with pytest.raises(ScorerDatasetError, match="empty"):
+        validate_scorer_dataset(scorer_rows().select([]))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("score", float("nan"), r"row 4: score is NaN"),
+        ("score", 130.0, r"row 4: score 130.0 is outside the declared range \[0, 100\]"),
+        ("score", None, r"row 4: score is missing"),
+        ("audio", None, r"row 4: audio is missing"),
+        ("text", None, r"row 4: text is not a string"),
+    ],
+)
+def test_validate_names_the_bad_row(column, value, message):
+    rows = scorer_rows().to_list()
+    rows[4][column] = value
+    with pytest.raises(ScorerDatasetError, match=message):
+        validate_scorer_dataset(datasets.Dataset.from_list(rows))
+
+
+def test_validate_catches_a_0_1_dataset_declared_0_100_and_vice_versa():
+    rows = scorer_rows().to_list()
+    for row in rows:
+        row["score"] /= 100.0
+    as_fractions = datasets.Dataset.from_list(rows)
+    validate_scorer_dataset(as_fractions, score_range=(0, 1))
+    with pytest.raises(ScorerDatasetError, match=r"outside the declared range \[0, 1\]"):
+        validate_scorer_dataset(scorer_rows(), score_range=(0, 1))
+    bad = datasets.Dataset.from_list([{**r, "score": 50.0} if i in (2, 9) else r for i, r in enumerate(rows)])
+    with pytest.raises(ScorerDatasetError, match=r"(?s)2 of 18 rows.*row 2:.*row 9:"):
+        validate_scorer_dataset(bad, score_range=(0, 1))
+
+
+def test_split_by_clip_has_no_leakage():
+    with_ids = scorer_rows(n_clips=20, per_clip=3)
+    for dataset, key in ((with_ids, "clip_id"), (scorer_rows(20, 3, with_clip_id=False), "audio")):
+        parts = split_by_clip(dataset, test_size=0.25, seed=3)
+        train_keys = {json.dumps(v, sort_keys=True) for v in parts["train"][key]}
+        held_keys = {json.dumps(v, sort_keys=True) for v in parts["validation"][key]}
+        assert not train_keys & held_keys
+        assert len(held_keys) == 5 and len(parts["train"]) + len(parts["validation"]) == 60
+    again = split_by_clip(with_ids, test_size=0.25, seed=3)
+    assert again["validation"]["clip_id"] == split_by_clip(with_ids, test_size=0.25, seed=3)["validation"]["clip_id"]
+    assert set(split_by_clip(with_ids, test_size=4, seed=0)["validation"]["clip_id"]).__len__() == 4
+    # Clips identified by content when there is neither a clip_id nor a path.
+    clip_a, clip_b = sine_clip(0.5, 200), sine_clip(0.5, 300)
+    by_bytes = datasets.Dataset.from_dict({
+        "audio": [{"bytes": _wav_bytes(c), "path": None} for c in (clip_a, clip_b, clip_a, clip_b)],
+        "text": ["a", "b", "c", "d"], "score": [1.0, 2.0, 3.0, 4.0],
+    })  # fmt: skip
+    parts = split_by_clip(by_bytes, test_size=1, seed=0)
+    assert sorted(parts["validation"]["text"]) in (["a", "c"], ["b", "d"])
+    with pytest.raises(ScorerDatasetError, match="at least 2 distinct clips"):
+        split_by_clip(scorer_rows(n_clips=1), test_size=0.5)
+
+
+def _wav_bytes(samples: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16000, format="WAV")
+    return buffer.getvalue()
+
+
+def test_collator_and_batched_scoring(tmp_path):
+    model, processor = tiny_reward_model(tmp_path / "tiny")
+    clips = [sine_clip(0.6, 200, seed=0), sine_clip(1.1, 300, seed=1), sine_clip(0.9, 400, seed=2)]
+    rows = [{"audio": {"array": c, "sampling_rate": 16000}, "text": t, "score": s}
+            for c, t, s in zip(clips, BAMBARA_SAMPLE, (100.0, 25.0, 0.0), strict=False)]
+    batch = RewardDataCollator(processor, 100)(rows)
+    assert set(batch) == {"audio", "audio_attention_mask", "text", "text_attention_mask", "labels"}
+    assert batch["labels"].tolist() == [1.0, 0.25, 0.0] and batch["labels"].dtype == torch.float32
+    assert RewardDataCollator(processor, 1)([{**rows[0], "score": 0.75}])["labels"].tolist() == [0.75]
+    direct = processor(audios=[r["audio"] for r in rows], texts=[r["text"] for r in rows])
+    cached = RewardDataCollator(processor, 100, cache_audio_mb=1)
+    for _ in range(2):  # filled, then served from the cache: the same tensors as the processor's own call
+        again = cached(rows[::-1])
+        for key in direct:
+            torch.testing.assert_close(again[key], direct[key].flip(0), rtol=0, atol=0)
+    assert len(cached._cache) == 3
+    with pytest.raises(ValueError, match="score_scale must be 100"):
+        RewardDataCollator(processor, 10)
+    with pytest.raises(ValueError, match="batch item 0 has score 75"):
+        RewardDataCollator(processor, 1)([{**rows[0], "score": 75.0}])
+    with torch.inference_mode():
+        expected = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.numpy()
+    audios = [r["audio"] for r in rows]
+    texts = [r["text"] for r in rows]
+    np.testing.assert_allclose(predict_scores(model, processor, audios, texts, batch_size=2), expected, atol=1e-5)
+    both = predict_scores(model, processor, audios, [[t, texts[0]] for t in texts], batch_size=2)
+    np.testing.assert_allclose(both[:, 0], expected, atol=1e-5)
+
+
+def test_mismatch_pairs_use_the_reference_and_another_sentence():
+    rows = {"audio": [], "text": [], "score": [], "reference": [], "clip_id": []}
+    for c, sentence in enumerate(["i ni ce", "i ni ce", "a bɛ so kɔnɔ", "sanji bɛ na bi"]):  # two clips, one text
+        for text, score in ((sentence[:3], 40.0), (sentence, 100.0)):
+            for key, value in zip(rows, ({"path": f"c{c}.wav"}, text, score, sentence, c), strict=True):
+                rows[key].append(value)
+    audios, own, others = mismatch_pairs(datasets.Dataset.from_dict(rows), seed=1)
+    assert [a["path"] for a in audios] == ["c0.wav", "c1.wav", "c2.wav", "c3.wav"]
+    assert own == ["i ni ce", "i ni ce", "a bɛ so kɔnɔ", "sanji bɛ na bi"]
+    assert all(o != m for o, m in zip(own, others, strict=True)) and set(others) <= set(own)
+    no_reference = datasets.Dataset.from_dict(rows).remove_columns("reference")
+    assert mismatch_pairs(no_reference, seed=1)[1] == own  # best-scored text of each clip
+
+
+# ----------------------------------------------------------------------------------------- recipe end to end
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """10 steps straight through (2+ epochs), checkpoints every 5 steps."""
+    root = tmp_path_factory.mktemp("reward_recipe")
+    data = write_scorer_jsonl(root / "data")
+    out = root / "straight"
+    summary = load_recipe().main([
+        "--dataset_name", str(data), "--output_dir", str(out), "--max_steps", "10", "--save_steps", "5",
+        "--eval_strategy", "steps", "--eval_steps", "5", *TINY,
+    ])  # fmt: skip
+    return data, out, summary
+
+
+def test_recipe_saves_a_loadable_model_with_metrics(straight_run):
+    data, out, summary = straight_run
+    model = RewardModel.from_pretrained(out)
+    auto = AutoModel.from_pretrained(out)
+    assert type(auto) is RewardModel and model.config.embed_dim == 16 and model.config.fusion_type == "late"
+    processor = RewardModelProcessor.from_pretrained(out)
+    assert len(processor.tokenizer) <= model.config.vocab_size
+    assert model.config.pad_token_id == processor.tokenizer.pad_token_id
+    for name in ("eval_results.json", "test_metrics.json", "train_results.json", "test_plot.png"):
+        assert (out / name).is_file(), name
+    test_metrics = json.loads((out / "test_metrics.json").read_text())
+    assert {"test_mse", "test_r2", "test_pearson", "test_spearman", "test_accuracy@0.1", "test_mismatch_auroc"} <= set(
+        test_metrics
+    )
+    assert "eval_pearson" in json.loads((out / "eval_results.json").read_text())
+    # Trainer kept the processor with each checkpoint too, so a checkpoint is a usable model on its own.
+    assert (out / "checkpoint-5" / "spiece.model").is_file()
+    assert summary["train"]["train_rows"] > 0 and summary["test"]["test_n"] > 0
+
+
+def test_resume_from_checkpoint_gives_the_same_weights(straight_run, tmp_path):
+    data, out, _ = straight_run
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-5", resumed / "checkpoint-5")  # as if the run had died after step 5
+    load_recipe().main([
+        "--dataset_name", str(data), "--output_dir", str(resumed), "--max_steps", "10", "--save_steps", "5",
+        "--eval_strategy", "steps", "--eval_steps", "5", "--resume_from_checkpoint", "true", *TINY,
+    ])  # fmt: skip
+    straight, again = load_file(out / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert straight.keys() == again.keys()
+    for key in straight:
+        torch.testing.assert_close(again[key], straight[key], rtol=0, atol=0, msg=key)
+    # The weights did move after the checkpoint, so the comparison is not vacuous.
+    at_five = load_file(out / "checkpoint-5" / "model.safetensors")
+    assert any(not torch.equal(at_five[k], straight[k]) for k in straight if straight[k].is_floating_point())
+
+
+def test_recipe_yaml_config_and_checks(tmp_path):
+    recipe = load_recipe()
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset_name: demo\nfusion_type: cross_attention\nlearning_rate: 0.01\noutput_dir: x\n")
+    script, model, training = recipe.parse_arguments([str(config), "--learning_rate", "0.02"])
+    assert model.fusion_type == "cross_attention" and training.learning_rate == 0.02 and not training.remove_unused_columns
+    script, model, training = recipe.parse_arguments(["--config", str(config)])
+    assert training.learning_rate == 0.01 and script.config == str(config)
+    config.write_text("fusion: late\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['fusion'\]"):
+        recipe.parse_arguments([str(config)])
+    with pytest.raises(ValueError, match="score_scale must be 100"):
+        recipe.parse_arguments(["--score_scale", "10", "--output_dir", str(tmp_path)])
+
+
+def test_recipe_rejects_bad_rows_before_training(tmp_path):
+    data = write_scorer_jsonl(tmp_path / "data", clips=8)
+    lines = data.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["score"] = 0.5 * 100 + 500  # out of range
+    lines[1] = json.dumps(row)
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ScorerDatasetError, match=r"(?s)split 'train' of .*row 1: score 550.0 is outside"):
+        load_recipe().main(["--dataset_name", str(data), "--output_dir", str(tmp_path / "o"), "--max_steps", "1",
+                            "--test_size", "2", *TINY])
+
+
+def test_eval_reward_cli_writes_json_and_png(straight_run, tmp_path, capsys):
+    data, out, _ = straight_run
+    code = cli_main(["eval-reward", "--model", str(out), "--dataset", str(data), "--split", "train",
+                     "--output_dir", str(tmp_path), "--batch_size", "16"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "eval_train_metrics.json").read_text())
+    assert metrics["n"] == 60 and metrics["mismatch_clips"] == 20 and 0 <= metrics["mismatch_auroc"] <= 1
+    assert (tmp_path / "eval_train.png").stat().st_size > 10_000
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mse"] == metrics["mse"]
+    assert cli_main(["eval-reward", "--model", str(out), "--dataset", str(data), "--split", "nope"]) == 2
