@@ -5,7 +5,7 @@ need this step anyway before RL. With no arguments it builds a tiny Whisper-shap
 on the demo corpus' training sentences) and fine-tunes it on the Bambara demo corpus, on CPU:
 
     python recipes/sft_asr.py                                   # -> outputs/demo-whisper-sft
-    python recipes/sft_asr.py recipes/sft_asr_demo.yaml         # the shipped demo policy (rlnf/assets/...)
+    python recipes/sft_asr.py --config recipes/sft_asr_demo.yaml         # the shipped demo policy (rlnf/assets/...)
     accelerate launch recipes/sft_asr.py --model_name_or_path openai/whisper-small --dataset_name ...
 """
 
@@ -22,13 +22,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from transformers import (  # noqa: E402
     AutoModelForSpeechSeq2Seq,
     AutoProcessor,
-    HfArgumentParser,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
 
 from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
+from trl import TrlParser  # noqa: E402
+
 from rlnf.data.loading import load_asr_dataset  # noqa: E402
 from rlnf.policies import build_tiny_whisper  # noqa: E402
 from rlnf.trainers.asr_metrics import evaluate_asr, feature_frames  # noqa: E402
@@ -48,7 +49,7 @@ class SFTScriptArguments:
     tiny_d_model: int = field(default=128, metadata={"help": "width of the tiny Whisper built when no model is given"})
     tiny_layers: int = field(default=2, metadata={"help": "encoder and decoder layers of the tiny Whisper"})
     tiny_vocab_size: int = field(default=384, metadata={"help": "BPE vocabulary of the tiny Whisper"})
-    eval_max_new_tokens: int = field(default=60, metadata={"help": "longest greedy transcript in the WER evaluation"})
+    eval_max_new_tokens: int = field(default=128, metadata={"help": "longest greedy transcript in the WER evaluation"})
     tiny_window_seconds: float = field(default=5.0, metadata={"help": "audio window of the tiny Whisper (s)"})
 
 
@@ -63,14 +64,11 @@ def build_policy(script_args: SFTScriptArguments, train_texts: list[str]):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((SFTScriptArguments, Seq2SeqTrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        script_args, training_args = parser.parse_yaml_file(argv[0])
-    else:
-        script_args, training_args = parser.parse_args_into_dataclasses(
-            argv if "--output_dir" in argv else [*argv, "--output_dir", "outputs/demo-whisper-sft"]
-        )
+    if "--output_dir" not in argv and "--config" not in argv:
+        argv = [*argv, "--output_dir", "outputs/demo-whisper-sft"]
+    parser = TrlParser((SFTScriptArguments, Seq2SeqTrainingArguments))
+    script_args, training_args = parser.parse_args_and_config(args=argv)
     set_seed(training_args.seed)
     data = load_asr_dataset(
         script_args.dataset_name, script_args.dataset_config,

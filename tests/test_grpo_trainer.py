@@ -190,7 +190,8 @@ def test_full_finetuning_with_kl_runs_encoder_once_per_clip(tmp_path, policy, au
     assert len(reward.completion_ids) == 2 * G * CLIPS_PER_STEP and not set(sampled) & set(suppressed)
     eos = processor.tokenizer.eos_token_id
     assert all(ids and ids[0] != eos for ids in reward.completion_ids)  # begin_suppress_tokens: no empty transcript
-    assert not set(sampled) & set(decoder_prefix_ids(processor.tokenizer)[:1])  # the prefix is not a completion
+    prefix = decoder_prefix_ids(processor.tokenizer)
+    assert not any(ids[: len(prefix)] == prefix for ids in reward.completion_ids)  # completions exclude the prefix
     # Per step: generation + loss pass on the policy, one reference pass; each over the 2 unique clips only.
     assert policy_calls == [CLIPS_PER_STEP] * 4
     assert reference_calls == [CLIPS_PER_STEP] * 2
@@ -218,6 +219,22 @@ def test_lora_with_kl_uses_base_model_as_reference(tmp_path, policy, audio_datas
     assert moved and all("lora_" in name for name in moved)
     assert any(".encoder." in name for name in moved) and any(".decoder." in name for name in moved)
     assert calls == [CLIPS_PER_STEP] * 3  # generation, reference (adapters off), loss
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing(tmp_path, policy, audio_dataset, lora):
+    """Backward re-runs checkpointed decoder layers: the per-clip hooks must still be in place then."""
+    from peft import LoraConfig
+
+    model, processor = policy
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules=["k_proj", "v_proj"]) if lora else None
+    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, max_steps=1, beta=0.0,
+                                                                           gradient_checkpointing=True),
+                             train_dataset=audio_dataset, processing_class=processor, peft_config=peft)
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert changed(before, trainer.model)
+    assert all(not hooks.handles for hooks in trainer._deferred_hooks or [])
 
 
 def test_frozen_encoder_is_run_once_per_clip_per_step(tmp_path, policy, audio_dataset):
@@ -249,6 +266,42 @@ def test_buffered_generation_shuffled_micro_batches(tmp_path, policy, audio_data
     # each (a clip is never split across chunks), then 4 loss micro-batches of shuffled rows
     assert calls[:3] == [CLIPS_PER_STEP, 1, 1]
     assert len(calls) == 3 + 4 and all(1 <= n <= CLIPS_PER_STEP for n in calls[3:])
+
+
+def test_log_probs_and_encoder_gradients_match_a_plain_per_row_forward(tmp_path, policy, audio_dataset):
+    """The per-clip encoder and cross-attention shortcuts change the cost, not the numbers."""
+
+    model, processor = policy
+    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
+                             processing_class=processor)
+    trainer.model.train()
+    rows, clips, _ = trainer._collect_clips([audio_dataset[i] for i in (1, 0, 1, 2, 0, 1, 2)])
+    assert clips.features.shape[0] == 3 and clips.clip_of_row.tolist() == [0, 1, 0, 2, 1, 0, 2]
+    generator = torch.Generator().manual_seed(0)
+    completions = torch.randint(8, len(processor.tokenizer), (7, 6), generator=generator)
+    prefix = torch.tensor([trainer.decoder_prefix] * 7)
+    ids = torch.cat([prefix, completions], dim=1)
+    mask = torch.ones_like(ids)
+    mask[2, -2:] = 0  # a shorter completion
+
+    trainer._clip_batch = clips
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model, ids, mask, logits_to_keep=6, batch_size=3, compute_entropy=True)
+    logps.sum().backward()
+    ours = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    trainer.model.zero_grad()
+
+    logits = trainer.model(input_features=clips.features[clips.clip_of_row], decoder_input_ids=ids,
+                           decoder_attention_mask=mask).logits
+    plain = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, -6:] * mask[:, -6:]
+    torch.testing.assert_close(logps, plain, atol=1e-5, rtol=1e-4)
+    assert entropies.shape == logps.shape
+    plain.sum().backward()
+    encoder_grads = [n for n in ours if ".encoder." in n]
+    assert encoder_grads
+    for name in ours:
+        torch.testing.assert_close(ours[name], trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-3,
+                                   msg=name)
 
 
 def test_save_and_resume_match_an_uninterrupted_run(tmp_path, policy, audio_dataset):

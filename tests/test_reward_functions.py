@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name
 
-from rlnf.rewards.functions import AudioTextReward, clip_key, default_device, group_clips
+from rlnf.rewards.functions import AudioTextReward, balanced_slices, clip_key, default_device, group_clips
 from rlnf.rewards.reference import (
     bambara_normalize,
     basic_normalize,
@@ -372,6 +372,16 @@ def test_duplicates_are_found_by_identity_path_and_content(wav_paths):
     assert len(waveforms) == 4
     assert clip_key(with_source[0]) == ("path", wav_paths[2])  # datasets' decoders: no decoding needed
     assert clip_key(decoders[0]) is None  # only decoding tells: group_clips compares the samples
+
+
+@pytest.mark.parametrize(
+    ("total", "batch_size", "sizes"),
+    [(144, 64, [48, 48, 48]), (128, 64, [64, 64]), (5, 64, [5]), (65, 64, [32, 33]), (0, 8, [])],
+)
+def test_balanced_slices(total, batch_size, sizes):
+    slices = balanced_slices(total, batch_size)
+    assert [s.stop - s.start for s in slices] == sizes
+    assert [i for s in slices for i in range(s.start, s.stop)] == list(range(total))
 
 
 def test_different_clips_are_never_merged():

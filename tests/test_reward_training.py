@@ -23,7 +23,9 @@ from rlnf.cli import main as cli_main
 from rlnf.rewards import RewardModel, RewardModelProcessor
 from rlnf.rewards.evaluation import mismatch_pairs, predict_scores
 from rlnf.rewards.training import (
+    ClipGroupedSampler,
     RewardDataCollator,
+    RewardTrainer,
     ScorerDatasetError,
     auroc,
     compute_metrics,
@@ -39,7 +41,7 @@ TINY = [
     "--head_hidden", "32", "--num_attention_heads", "2", "--tokenizer_vocab_size", "60",
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "3e-3",
     "--report_to", "none", "--logging_steps", "2", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-    "--validation_size", "3", "--seed", "7",
+    "--validation_size", "3", "--seed", "7", "--torch_threads", "1",
 ]  # fmt: skip
 
 
@@ -224,6 +226,40 @@ def test_collator_and_batched_scoring(tmp_path):
     np.testing.assert_allclose(predict_scores(model, processor, audios, texts, batch_size=2), expected, atol=1e-5)
     both = predict_scores(model, processor, audios, [[t, texts[0]] for t in texts], batch_size=2)
     np.testing.assert_allclose(both[:, 0], expected, atol=1e-5)
+
+
+def test_clip_grouped_sampler_keeps_clips_together_and_is_seeded():
+    keys = [c for c in range(7) for _ in range(3)] + [7]  # 22 rows: 7 clips x 3 and a clip with one row
+    sampler = ClipGroupedSampler(keys, seed=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(22)) and len(sampler) == 22
+    runs = [keys[i] for i in order]
+    assert sum(a != b for a, b in zip(runs, runs[1:])) == 7  # each clip's rows are one contiguous run
+    assert list(sampler) == order  # same epoch, same order
+    sampler.set_epoch(1)
+    assert list(sampler) != order and list(ClipGroupedSampler(keys, seed=5)) == order
+
+
+def test_trainer_encodes_each_clip_once_with_the_same_result(tmp_path):
+    from transformers import TrainingArguments
+
+    model, processor = tiny_reward_model(tmp_path / "tiny", fusion_type="cross_attention")
+    clips = [{"array": sine_clip(0.5 + 0.2 * c, 200 + 50 * c, seed=c), "sampling_rate": 16000} for c in range(3)]
+    rows = [{"audio": clips[c], "text": BAMBARA_SAMPLE[k], "score": 10.0 * k} for c, k in
+            ((0, 1), (1, 2), (0, 3), (2, 4), (1, 5), (0, 6))]
+    deduped = RewardDataCollator(processor, dedupe_audio=True)(rows)
+    assert deduped["audio"].shape[0] == 3 and deduped["audio_index"].tolist() == [0, 1, 0, 2, 1, 0]
+    plain = RewardDataCollator(processor)(rows)
+    args = TrainingArguments(output_dir=str(tmp_path / "o"), report_to="none", use_cpu=True)
+    trainer = RewardTrainer(model=model.eval(), args=args, processor=processor)
+    with torch.no_grad():
+        loss, outputs = trainer.compute_loss(model, deduped, return_outputs=True)
+        expected = model(**plain)
+    torch.testing.assert_close(outputs.logits, expected.logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(loss, expected.loss, rtol=0, atol=1e-7)
+    no_labels = {k: v for k, v in deduped.items() if k != "labels"}
+    _, logits, _ = trainer.prediction_step(model, no_labels, prediction_loss_only=False)
+    torch.testing.assert_close(logits, expected.logits, rtol=0, atol=1e-6)
 
 
 def test_mismatch_pairs_use_the_reference_and_another_sentence():

@@ -153,6 +153,19 @@ def unique_indices(values: Sequence[str]) -> tuple[list[str], list[int]]:
     return list(index), rows
 
 
+def balanced_slices(total: int, batch_size: int) -> list[slice]:
+    """At most ``batch_size`` items per slice, in as few slices as possible, of near-equal sizes.
+
+    (144, 64) -> 48, 48, 48 rather than 64, 64, 16: a small trailing batch of the sequential BiLSTM costs
+    almost as much as a full one, so one more hypothesis would cost far more than its share.
+    """
+    count = -(-total // batch_size)
+    if count == 0:
+        return []
+    bounds = [round(i * total / count) for i in range(count + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
 def concat_encodings(encodings: list[Any]) -> Any:
     """Concatenate batch chunks of an encoding, zero-padding dim 1 (frames/tokens; masks pad with 0)."""
     if len(encodings) == 1:
@@ -329,31 +342,33 @@ class AudioTextReward:
             self.model.eval()
 
     def _encode_clips(self, waveforms: list[np.ndarray]) -> Any:
-        """Log-mel + audio encoder, once per distinct clip, in chunks of ``batch_size``."""
+        """Log-mel + audio encoder, once per distinct clip, at most ``batch_size`` clips at a time."""
         chunks = []
-        for start in range(0, len(waveforms), self.batch_size):
-            chunk = waveforms[start : start + self.batch_size]
+        for rows in balanced_slices(len(waveforms), self.batch_size):
+            chunk = waveforms[rows]
             features = self.processor.extract_audio(chunk, sampling_rate=TARGET_SAMPLING_RATE)
             audio = features["audio"].to(self.device, dtype=self.dtype or features["audio"].dtype)
             chunks.append(self.model.encode_audio(audio, features["audio_attention_mask"].to(self.device)))
         return concat_encodings(chunks)
 
     def _encode_texts(self, texts: list[str]) -> Any:
-        """Text encoder once per distinct completion, in chunks of ``batch_size``."""
+        """Text encoder once per distinct completion, at most ``batch_size`` texts at a time."""
         chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = self.processor.tokenize(texts[start : start + self.batch_size])
+        for rows in balanced_slices(len(texts), self.batch_size):
+            tokens = self.processor.tokenize(texts[rows])
             ids, mask = tokens["text"].to(self.device), tokens["text_attention_mask"].to(self.device)
             chunks.append(self.model.encode_text(ids, mask))
         return concat_encodings(chunks)
 
     def _score_rows(self, audio: Any, text: Any, clip_rows: list[int], text_rows: list[int]) -> torch.Tensor:
         """The fusion head for every (clip, completion) row, repeating the cached encodings."""
+        if getattr(getattr(self.model, "config", None), "fusion_type", None) == "late":
+            # Late fusion reads only the pooled vectors: do not copy every clip's frame states G times.
+            audio, text = type(audio)(pooled=audio.pooled), type(text)(pooled=text.pooled)
         clip_index = torch.tensor(clip_rows, device=self.device)
         text_index = torch.tensor(text_rows, device=self.device)
         scores = []
-        for start in range(0, len(clip_rows), self.batch_size):
-            rows = slice(start, start + self.batch_size)
+        for rows in balanced_slices(len(clip_rows), self.batch_size):
             scores.append(self.model.score(audio.select(clip_index[rows]), text.select(text_index[rows])))
         return torch.cat(scores)
 

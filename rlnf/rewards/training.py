@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from transformers import Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..audio import audio_key
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ACCURACY_TOLERANCE",
+    "ClipGroupedSampler",
     "RewardDataCollator",
     "RewardTrainer",
     "ScorerDatasetError",
@@ -70,6 +72,11 @@ class RewardDataCollator:
     dataset of thousands of clips never sits in memory as features. With ``cache_audio_mb`` > 0 each clip's
     log-mel features are kept (up to that many MB) and reused: a scorer dataset repeats every clip with several
     transcripts, every epoch, and features are per clip, so reuse gives exactly the tensors a fresh call would.
+
+    With ``dedupe_audio`` a clip that occurs several times in the batch is sent once: ``audio`` has one row per
+    distinct clip and ``audio_index`` [B] says which one each text goes with. Only `RewardTrainer` understands
+    that (it encodes each clip once: the audio encoder is most of the cost); pair it with `ClipGroupedSampler`
+    so batches actually hold several rows of a clip.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class RewardDataCollator:
         score_column: str = "score",
         sampling_rate: int | None = None,
         cache_audio_mb: float = 0.0,
+        dedupe_audio: bool = False,
     ) -> None:
         self.processor = processor
         self.score_range = score_range_for_scale(score_scale)
@@ -91,6 +99,7 @@ class RewardDataCollator:
         self.score_column = score_column
         self.sampling_rate = sampling_rate
         self.cache_audio_bytes = int(cache_audio_mb * 2**20)
+        self.dedupe_audio = dedupe_audio
         self._cache: dict[Any, torch.Tensor] = {}
         self._cached_bytes = 0
 
@@ -119,7 +128,15 @@ class RewardDataCollator:
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if len(rows) == 0:
             raise ValueError("RewardDataCollator: empty batch")
-        batch = self._features([row[self.audio_column] for row in rows])
+        audios = [row[self.audio_column] for row in rows]
+        index = None
+        if self.dedupe_audio:
+            slots: dict[Any, int] = {}
+            index = [slots.setdefault(audio_key(item), len(slots)) for item in audios]
+            audios = [audios[index.index(slot)] for slot in range(len(slots))]
+        batch = self._features(audios)
+        if index is not None:
+            batch["audio_index"] = torch.tensor(index, dtype=torch.long)
         batch.update(self.processor.tokenize([row[self.text_column] for row in rows]))
         if self.score_column in rows[0]:
             scores = np.asarray([row[self.score_column] for row in rows], dtype=np.float64)
@@ -352,20 +369,108 @@ def compute_metrics(eval_prediction: Any) -> dict[str, float]:
 # Trainer
 
 
+class ClipGroupedSampler(torch.utils.data.Sampler[int]):
+    """Rows of one clip next to each other, clips (and rows within a clip) in a new seeded order each epoch.
+
+    A batch then holds a few clips with several transcripts each, so `RewardDataCollator(dedupe_audio=True)`
+    lets the audio encoder run once per clip instead of once per row. The order depends only on
+    (``seed``, epoch), which Trainer sets through ``set_epoch``, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, keys: Sequence[Any], seed: int = 0) -> None:
+        groups: dict[Any, list[int]] = {}
+        for row, key in enumerate(keys):
+            groups.setdefault(key, []).append(row)
+        self.groups = list(groups.values())
+        self.seed = int(seed)
+        self.epoch = 0
+        self.rows = len(keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for group in rng.permutation(len(self.groups)):
+            rows = self.groups[group]
+            yield from (rows[j] for j in rng.permutation(len(rows)))
+
+
 class RewardTrainer(Trainer):
-    """`Trainer` that saves the reward processor with every checkpoint and scales the loss correctly.
+    """`Trainer` that saves the reward processor with every checkpoint, scales the loss correctly and can
+    encode each clip of a batch once.
 
     Why not ``processing_class=processor``: Trainer would then overwrite ``config.pad_token_id`` (the
     embedding's ``padding_idx``, 1 in the published layout) with the tokenizer's pad id. And because
     `RewardModel.forward` takes ``**kwargs``, Trainer would assume the model normalises its loss by
     ``num_items_in_batch`` and skip the division by gradient-accumulation steps (and multiply by the number of
     processes under ``accelerate launch``); the model returns a plain batch-mean MSE, so that is switched off.
+
+    ``train_clip_keys`` (one clip identity per training row) switches on `ClipGroupedSampler`; batches with
+    ``audio_index`` (from `RewardDataCollator(dedupe_audio=True)`) are scored with one audio encoding per clip.
+    The loss is the same batch-mean MSE; only BatchNorm's batch statistics count each clip once instead of once
+    per row. When the model is wrapped (DDP under ``accelerate launch``) the rows are expanded and go through
+    the wrapper's forward, which is what synchronises gradients.
     """
 
-    def __init__(self, *args: Any, processor: RewardModelProcessor | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        processor: RewardModelProcessor | None = None,
+        train_clip_keys: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.reward_processor = processor
+        self.train_clip_keys = list(train_clip_keys) if train_clip_keys is not None else None
         self.model_accepts_loss_kwargs = False
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.train_clip_keys is None or dataset is not self.train_dataset:
+            return super()._get_train_sampler(train_dataset)
+        if len(self.train_clip_keys) != len(dataset):
+            raise ValueError(f"train_clip_keys has {len(self.train_clip_keys)} entries for {len(dataset)} rows")
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return ClipGroupedSampler(self.train_clip_keys, seed=seed)
+
+    @staticmethod
+    def _expanded(inputs: dict[str, Any]) -> dict[str, Any]:
+        """One audio row per text again (what `RewardModel.forward` takes)."""
+        inputs = dict(inputs)
+        index = inputs.pop("audio_index")
+        inputs["audio"] = inputs["audio"].index_select(0, index)
+        inputs["audio_attention_mask"] = inputs["audio_attention_mask"].index_select(0, index)
+        return inputs
+
+    def compute_loss(
+        self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:  # fmt: skip
+        if "audio_index" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        core = self.accelerator.unwrap_model(model)
+        if core is not model:
+            outputs = model(**self._expanded(inputs))
+        else:
+            audio = core.encode_audio(inputs["audio"], inputs["audio_attention_mask"])
+            text = core.encode_text(inputs["text"], inputs["text_attention_mask"])
+            scores = core.score(audio.select(inputs["audio_index"].to(audio.pooled.device)), text)
+            labels = inputs.get("labels")
+            loss = None
+            if labels is not None:
+                loss = torch.nn.functional.mse_loss(scores, labels.to(scores.dtype).view_as(scores))
+            outputs = SequenceClassifierOutput(loss=loss, logits=scores)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if "audio_index" in inputs and inputs.get("labels") is None:  # no loss to compute: plain forward
+            inputs = self._expanded(inputs)
+        return super().prediction_step(model, inputs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)
@@ -389,7 +494,8 @@ def load_scorer_dataset(
     """Every split of a scorer dataset, audio undecoded (paths or ``{"path", "bytes"}``).
 
     ``name`` is ``"demo"`` (synthetic scorer rows built from each split of the Bambara demo corpus by
-    `rlnf.data.synthetic.make_scorer_dataset`, ``seed`` fixing the hypotheses), or anything
+    `rlnf.data.synthetic.make_scorer_dataset`; ``seed`` and ``demo_options`` shape the training rows only), or
+    anything
     `rlnf.data.loading.load_asr_dataset` reads: a hub id (``config`` picks its configuration, e.g.
     ``RobotsMali/transcription-scorer`` + ``partially-reviewed``), a ``save_to_disk`` folder, an audiofolder
     (``metadata.jsonl``/``.csv`` with ``file_name``), or a CSV/JSONL/Parquet file whose audio column holds
@@ -402,8 +508,17 @@ def load_scorer_dataset(
     return load_asr_dataset(name, config, audio_column=audio_column, text_column=text_column)
 
 
-def _demo_scorer_dataset(*, seed: int = 0, **options: Any) -> datasets.DatasetDict:
-    """Synthetic (audio, hypothesis, score) rows built from each split of the Bambara demo corpus."""
+# Fixed seeds of the demo evaluation splits: their hypotheses never change with the training configuration.
+DEMO_EVAL_SEEDS = {"validation": 1001, "test": 1002}
+
+
+def _demo_scorer_dataset(*, seed: int = 0, cache_dir: str | None = None, **train_options: Any) -> datasets.DatasetDict:
+    """Synthetic (audio, hypothesis, score) rows built from each split of the Bambara demo corpus.
+
+    ``seed`` and ``train_options`` (`make_scorer_dataset` arguments) shape the training rows only; validation
+    and test rows are always built with the builder's defaults and fixed seeds, so metrics stay comparable
+    across runs and ``rlnf eval-reward --dataset demo`` scores exactly the recipe's test rows.
+    """
     import datasets
 
     from ..data.demo_corpus import SPLITS, load_demo_corpus
@@ -411,9 +526,12 @@ def _demo_scorer_dataset(*, seed: int = 0, **options: Any) -> datasets.DatasetDi
     try:
         from ..data.synthetic import make_scorer_dataset
     except ImportError as error:
-        raise ImportError("--dataset_name demo needs rlnf.data.synthetic (make_scorer_dataset)") from error
-    corpus_options = {k: options.pop(k) for k in ("cache_dir",) if k in options}
-    corpus = load_demo_corpus(**corpus_options)
-    return datasets.DatasetDict(
-        {split: make_scorer_dataset(corpus[split], seed=seed + i, **options) for i, split in enumerate(SPLITS)}
-    )
+        raise ImportError("the demo scorer data needs rlnf.data.synthetic (make_scorer_dataset)") from error
+    corpus = load_demo_corpus(cache_dir=cache_dir)
+    splits = {}
+    for split in SPLITS:
+        if split == "train":
+            splits[split] = make_scorer_dataset(corpus[split], seed=seed, **train_options)
+        else:
+            splits[split] = make_scorer_dataset(corpus[split], seed=DEMO_EVAL_SEEDS[split])
+    return datasets.DatasetDict(splits)

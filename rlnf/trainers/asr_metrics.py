@@ -210,10 +210,15 @@ def transcribe(
     frames = feature_frames(model.config, feature_extractor, pad_features_to)
     suppress, begin_suppress = suppressed_tokens(generation_model(model), tokenizer, predict_timestamps)
     eos = [int(tokenizer.eos_token_id)]
+    # Never ask for more positions than the decoder has (tiny policies have 64, Whisper 448).
+    decoder_positions = getattr(generation_model(model).config, "max_target_positions", None)
+    max_length = len(prefix) + max_new_tokens
+    if decoder_positions is not None:
+        max_length = min(max_length, int(decoder_positions))
     config = GenerationConfig(
         do_sample=False,
         num_beams=1,
-        max_length=len(prefix) + max_new_tokens,  # not max_new_tokens: it clashes with the checkpoint's max_length
+        max_length=max_length,  # not max_new_tokens: it clashes with the checkpoint's max_length
         eos_token_id=eos,
         pad_token_id=int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]),
         decoder_start_token_id=prefix[0],

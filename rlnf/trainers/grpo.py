@@ -2,22 +2,26 @@
 
 TRL keeps everything that is not about audio: sampling groups, reward gathering, advantages, loss types,
 clipping, KL, entropy, importance sampling, logging, checkpoints. This subclass changes only where audio
-enters, through five overrides of TRL 1.16 private methods (pinned; ``tests/test_grpo_trainer.py`` checks
-their signatures):
+enters, through overrides of TRL 1.16 private methods (pinned; ``tests/test_grpo_trainer.py`` checks their
+signatures):
 
 * ``_generate_and_score_completions``: decode each UNIQUE clip of the batch once, compute its features once,
   and put per-row references to them in TRL's batch dict (so TRL shuffles and splits them with the rest).
 * ``_tokenize_prompts``: the "prompt" is Whisper's decoder prefix (``<|startoftranscript|> ... <|notimestamps|>``).
 * ``_generate_single_turn``: run the encoder once per unique clip, expand its states to the clip's G rows and
   sample with plain ``GenerationMixin.generate`` (the prefix stays in the output).
-* ``_get_per_token_logps_and_entropies``: the decoder pass of the old/reference/current policies; the encoder
-  runs once per unique clip inside the model's own forward and its output is expanded to the G rows (a
-  forward hook), so gradients still reach a trainable encoder and DDP/FSDP see one ordinary forward.
-* ``compute_loss``: make the step's clips available to that pass.
+* ``_get_per_token_logps_and_entropies``: the decoder pass of the old/reference/current policies, with the
+  encoder run once per unique clip inside the model's own forward (so gradients reach a trainable encoder and
+  DDP/FSDP see one ordinary forward).
+* ``compute_loss`` / ``training_step``: make the step's clips available to that pass (and keep its hooks until
+  backward when gradient checkpointing recomputes layers).
+* ``_calculate_rewards``: errors that name the reward function and step; skipped clips left unscored.
+* ``evaluate`` / ``evaluation_loop``: greedy corpus WER/CER (``eval_wer``, ``eval_cer``).
 
-The encoder-once-per-clip idea is the project's main performance lever: with G samples per clip, the
-encoder (the expensive half of Whisper on 30 s windows) does 1/G of the work TRL's text path would.
-With ``freeze_encoder=True`` the states computed for generation are reused by every later pass.
+Work that depends only on the clip is done once per clip, never once per sample: that is the project's main
+performance idea (`ClipHooks`). With G samples per clip, the encoder and the decoder's cross-attention
+key/value projections (together most of Whisper's compute on 30 s windows) do 1/G of the work of TRL's text
+path. With ``freeze_encoder=True`` the encoder states computed for generation serve every later pass.
 """
 
 from __future__ import annotations
@@ -112,6 +116,60 @@ class ClipBatch:
             clip_of_row=torch.tensor(clip_of_row, dtype=torch.long, device=device),
             encoder_states=None if states is None else torch.stack([states[r] for r in unique]).to(device),
         )
+
+
+class ClipHooks:
+    """Forward hooks that make a decoder pass over G rows per clip do the clip-only work once per clip.
+
+    * encoder (``encoder=True``): the model's own forward runs the encoder on the unique clips; a hook expands
+      its output to the rows, so gradients still reach a trainable encoder and DDP/FSDP see one forward.
+    * cross-attention keys/values: they depend on the clip only, yet the decoder projects the encoder states
+      of every row. A pre-hook on each ``encoder_attn.k_proj``/``v_proj`` keeps one row per clip and a hook
+      expands the projection back; the gradient reaching the (expanded) encoder states sums to the same
+      per-clip total. For Whisper-tiny on 30 s this projection costs about as much as the encoder itself
+      when G = 8. Inactive when every row is its own clip.
+    """
+
+    def __init__(self, model: nn.Module, clip_of_row: torch.Tensor, *, encoder: bool):
+        self.clip_of_row = clip_of_row
+        self.rows = clip_of_row.numel()
+        first: dict[int, int] = {}
+        for row, clip in enumerate(clip_of_row.tolist()):
+            first.setdefault(clip, row)
+        self.first_rows = torch.tensor(list(first.values()), dtype=torch.long, device=clip_of_row.device)
+        position = {clip: i for i, clip in enumerate(first)}  # clip -> its row among the kept rows
+        self.kept_of_row = torch.tensor([position[c] for c in clip_of_row.tolist()], device=clip_of_row.device)
+        self.handles: list[Any] = []
+        self._active: set[int] = set()
+        if encoder:
+            self.handles.append(model.get_encoder().register_forward_hook(self._expand_encoder))
+        if len(first) < self.rows:
+            for name, module in model.get_decoder().named_modules():
+                if name.endswith(("encoder_attn.k_proj", "encoder_attn.v_proj")):
+                    self.handles.append(module.register_forward_pre_hook(self._keep_one_row_per_clip))
+                    self.handles.append(module.register_forward_hook(self._expand_projection))
+
+    def _expand_encoder(self, _module: nn.Module, _args: Any, output: Any) -> BaseModelOutput:
+        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        return BaseModelOutput(last_hidden_state=hidden.index_select(0, self.clip_of_row.to(hidden.device)))
+
+    def _keep_one_row_per_clip(self, module: nn.Module, args: tuple) -> tuple | None:
+        states = args[0]
+        if states.shape[0] != self.rows:  # not this pass's rows: leave it alone
+            return None
+        self._active.add(id(module))
+        return (states.index_select(0, self.first_rows.to(states.device)), *args[1:])
+
+    def _expand_projection(self, module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if id(module) not in self._active:
+            return None
+        self._active.discard(id(module))
+        return output.index_select(0, self.kept_of_row.to(output.device))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
 
 
 def _has_adapters(module: nn.Module) -> bool:
@@ -209,6 +267,7 @@ class ASRGRPOTrainer(GRPOTrainer):
         self._clip_batch: ClipBatch | None = None
         self._bad_rows: torch.Tensor | None = None
         self._asr_eval_dataset: Any = None
+        self._deferred_hooks: list[ClipHooks] | None = None
         encoder = generation_model(self.model).get_encoder()
         if args.freeze_encoder:
             encoder.requires_grad_(False)
@@ -346,22 +405,19 @@ class ASRGRPOTrainer(GRPOTrainer):
         return generation_model(model).get_encoder()(input_features=features).last_hidden_state
 
     @contextmanager
-    def _expanded_encoder(self, model: nn.Module, clip_of_row: torch.Tensor) -> Iterator[None]:
-        """Inside ``model``'s own forward, expand the encoder output (one row per clip) to the decoder rows.
+    def _per_clip(self, model: nn.Module, clip_of_row: torch.Tensor, *, encoder: bool) -> Iterator[None]:
+        """Inside ``model``'s own forward, do the clip-only work once per clip (see `ClipHooks`).
 
-        The encoder runs once per unique clip; gradients flow back through the expansion to it.
+        Hooks of a loss pass stay until its backward is done when gradient checkpointing recomputes layers.
         """
-        encoder = generation_model(self.accelerator.unwrap_model(model)).get_encoder()
-
-        def expand(_module: nn.Module, _args: Any, output: Any) -> BaseModelOutput:
-            hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
-            return BaseModelOutput(last_hidden_state=hidden.index_select(0, clip_of_row.to(hidden.device)))
-
-        handle = encoder.register_forward_hook(expand)
+        hooks = ClipHooks(generation_model(self.accelerator.unwrap_model(model)), clip_of_row, encoder=encoder)
         try:
             yield
         finally:
-            handle.remove()
+            if self._deferred_hooks is not None and torch.is_grad_enabled():
+                self._deferred_hooks.append(hooks)
+            else:
+                hooks.remove()
 
     # ------------------------------------------------------------------------------------------------
     # TRL overrides
@@ -410,7 +466,8 @@ class ASRGRPOTrainer(GRPOTrainer):
             if self.share_encoder_states:
                 clips.encoder_states = states
             hidden = states.index_select(0, clips.clip_of_row)  # ... expanded to its G samples
-            sequences = generate_from_encoder(unwrapped, hidden, prompt_ids[0], self.generation_config)
+            with self._per_clip(unwrapped, clips.clip_of_row, encoder=False):  # cross-attention K/V per clip
+                sequences = generate_from_encoder(unwrapped, hidden, prompt_ids[0], self.generation_config)
         return completion_ids(sequences, len(prompt_ids[0]), self.eos_token_ids), None
 
     def _get_per_token_logps_and_entropies(
@@ -437,14 +494,14 @@ class ASRGRPOTrainer(GRPOTrainer):
             kwargs: dict[str, Any] = {"decoder_input_ids": ids, "decoder_attention_mask": mask, "labels": labels}
             if compute_aux_loss:
                 kwargs["output_router_logits"] = True
-            with self.accelerator.autocast():
-                if clips.encoder_states is not None:  # frozen encoder: the states from generation
+            shared = clips.encoder_states is not None  # frozen encoder: reuse the states from generation
+            with self.accelerator.autocast(), self._per_clip(model, local, encoder=not shared):
+                if shared:
                     hidden = clips.encoder_states.index_select(0, clip_ids).index_select(0, local)
                     outputs = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), fused_lm_head=True,
                                     **kwargs)
-                else:
-                    with self._expanded_encoder(model, local):
-                        outputs = model(input_features=clips.features[clip_ids], fused_lm_head=True, **kwargs)
+                else:  # the encoder runs once per unique clip inside the forward; ClipHooks expands its output
+                    outputs = model(input_features=clips.features[clip_ids], fused_lm_head=True, **kwargs)
             parts.append((rows, outputs))
         order = torch.cat([rows for rows, _ in parts]).argsort()
         logps = torch.cat([out.log_probs[:, -logits_to_keep:] for _, out in parts])[order]
@@ -453,6 +510,16 @@ class ASRGRPOTrainer(GRPOTrainer):
             entropies = torch.cat([out.entropy[:, -logits_to_keep:] for _, out in parts])[order]
         aux = torch.stack([out.aux_loss for _, out in parts]).mean() if compute_aux_loss else None
         return logps, entropies, aux
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        # With gradient checkpointing, backward re-runs decoder layers: the per-clip hooks must still be there.
+        self._deferred_hooks = [] if self.args.gradient_checkpointing else None
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            for hooks in self._deferred_hooks or []:
+                hooks.remove()
+            self._deferred_hooks = None
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> torch.Tensor:
