@@ -81,6 +81,9 @@ class ScriptArguments:
     demo_hypotheses_per_clip: int = field(default=6, metadata={"help": "demo data: rows per clip"})
     demo_mismatch_fraction: float = field(default=0.15, metadata={"help": "demo data: share of other-clip texts"})
     demo_label_noise: float = field(default=0.0, metadata={"help": "demo data: score noise (points, std)"})
+    demo_voices_per_sentence: int = field(
+        default=2, metadata={"help": "demo data: voices per TRAINING sentence (2 = the standard corpus; up to 12)"}
+    )
     group_by_clip: bool = field(
         default=True,
         metadata={"help": "batch a clip's rows together and encode each clip once per batch (several x faster)"},
@@ -163,6 +166,7 @@ def prepare_splits(args: ScriptArguments, seed: int) -> dict[str, Any]:
         "hypotheses_per_clip": args.demo_hypotheses_per_clip,
         "mismatch_fraction": args.demo_mismatch_fraction,
         "label_noise": args.demo_label_noise,
+        "voices_per_sentence": args.demo_voices_per_sentence,
     }
     data = load_scorer_dataset(
         args.dataset_name, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,

@@ -348,7 +348,8 @@ class AudioTextReward:
             chunk = waveforms[rows]
             features = self.processor.extract_audio(chunk, sampling_rate=TARGET_SAMPLING_RATE)
             audio = features["audio"].to(self.device, dtype=self.dtype or features["audio"].dtype)
-            chunks.append(self.model.encode_audio(audio, features["audio_attention_mask"].to(self.device)))
+            encoding = self.model.encode_audio(audio, features["audio_attention_mask"].to(self.device))
+            chunks.append(self._for_scoring(encoding))
         return concat_encodings(chunks)
 
     def _encode_texts(self, texts: list[str]) -> Any:
@@ -357,14 +358,18 @@ class AudioTextReward:
         for rows in balanced_slices(len(texts), self.batch_size):
             tokens = self.processor.tokenize(texts[rows])
             ids, mask = tokens["text"].to(self.device), tokens["text_attention_mask"].to(self.device)
-            chunks.append(self.model.encode_text(ids, mask))
+            chunks.append(self._for_scoring(self.model.encode_text(ids, mask)))
         return concat_encodings(chunks)
+
+    def _for_scoring(self, encoding: Any) -> Any:
+        """What `model.score` reads: late fusion only the pooled vectors, so per-frame/per-token states are
+        dropped rather than padded, concatenated and repeated G times for nothing."""
+        if getattr(getattr(self.model, "config", None), "fusion_type", None) == "late":
+            return type(encoding)(pooled=encoding.pooled)
+        return encoding
 
     def _score_rows(self, audio: Any, text: Any, clip_rows: list[int], text_rows: list[int]) -> torch.Tensor:
         """The fusion head for every (clip, completion) row, repeating the cached encodings."""
-        if getattr(getattr(self.model, "config", None), "fusion_type", None) == "late":
-            # Late fusion reads only the pooled vectors: do not copy every clip's frame states G times.
-            audio, text = type(audio)(pooled=audio.pooled), type(text)(pooled=text.pooled)
         clip_index = torch.tensor(clip_rows, device=self.device)
         text_index = torch.tensor(text_rows, device=self.device)
         scores = []

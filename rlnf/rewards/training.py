@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from numbers import Real
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -512,26 +513,37 @@ def load_scorer_dataset(
 DEMO_EVAL_SEEDS = {"validation": 1001, "test": 1002}
 
 
-def _demo_scorer_dataset(*, seed: int = 0, cache_dir: str | None = None, **train_options: Any) -> datasets.DatasetDict:
+def _demo_scorer_dataset(
+    *, seed: int = 0, cache_dir: str | None = None, voices_per_sentence: int = 2, **train_options: Any
+) -> datasets.DatasetDict:
     """Synthetic (audio, hypothesis, score) rows built from each split of the Bambara demo corpus.
 
     ``seed`` and ``train_options`` (`make_scorer_dataset` arguments) shape the training rows only; validation
-    and test rows are always built with the builder's defaults and fixed seeds, so metrics stay comparable
-    across runs and ``rlnf eval-reward --dataset demo`` scores exactly the recipe's test rows.
+    and test rows are always built from the standard corpus with the builder's defaults and fixed seeds, so
+    metrics stay comparable across runs and ``rlnf eval-reward --dataset demo`` scores exactly the recipe's
+    test rows. ``voices_per_sentence`` > 2 trains on a corpus variant with more voices per training sentence
+    (built once next to the standard one; the sentence split is the same): more speakers per sentence keep a
+    small model from memorising each clip's sound.
     """
     import datasets
 
-    from ..data.demo_corpus import SPLITS, load_demo_corpus
+    from ..data.demo_corpus import SPLITS, build_demo_corpus, default_corpus_dir, load_demo_corpus
 
     try:
         from ..data.synthetic import make_scorer_dataset
     except ImportError as error:
         raise ImportError("the demo scorer data needs rlnf.data.synthetic (make_scorer_dataset)") from error
     corpus = load_demo_corpus(cache_dir=cache_dir)
+    train_corpus = corpus["train"]
+    if voices_per_sentence != 2:
+        base = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
+        variant = build_demo_corpus(base.with_name(f"{base.name}_voices{voices_per_sentence}"),
+                                    voices_per_sentence=voices_per_sentence)
+        train_corpus = load_demo_corpus("train", cache_dir=variant)
     splits = {}
     for split in SPLITS:
         if split == "train":
-            splits[split] = make_scorer_dataset(corpus[split], seed=seed, **train_options)
+            splits[split] = make_scorer_dataset(train_corpus, seed=seed, **train_options)
         else:
             splits[split] = make_scorer_dataset(corpus[split], seed=DEMO_EVAL_SEEDS[split])
     return datasets.DatasetDict(splits)
