@@ -26,10 +26,9 @@ from transformers import (  # noqa: E402
     Seq2SeqTrainingArguments,
     set_seed,
 )
-
-from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
 from trl import TrlParser  # noqa: E402
 
+from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
 from rlnf.data.loading import load_asr_dataset  # noqa: E402
 from rlnf.policies import build_tiny_whisper  # noqa: E402
 from rlnf.trainers.asr_metrics import evaluate_asr, feature_frames  # noqa: E402

@@ -124,6 +124,9 @@ def audio_key(item: Any) -> Any:
     """
     import hashlib
 
+    encoded = getattr(item, "_hf_encoded", None)  # datasets' AudioDecoder keeps the source it decodes
+    if isinstance(encoded, dict):
+        item = encoded
     if isinstance(item, (str, os.PathLike)):
         return ("path", os.fspath(item))
     if isinstance(item, dict):

@@ -217,8 +217,11 @@ def test_registry_errors():
         get_reward_funcs(["bleu"])
     with pytest.raises(ValueError, match="2 weights for 1 rewards"):
         get_reward_funcs(["wer"], weights=[1, 2])
-    with pytest.raises(ValueError, match="no selected reward takes the options"):
+    with pytest.raises(ValueError, match="no reward takes the options"):
         get_reward_funcs(["wer"], refrence_column="typo")
+    # an option only another known reward takes is passed over, so recipes can pass their columns blindly
+    funcs, _ = get_reward_funcs(["wer"], audio_column="audio", reference_column="ref")
+    assert funcs[0](["a b"], ref=["a b"]) == [1.0]
     with pytest.raises(ValueError, match="takes no"):
         get_reward_funcs(["wer"], wer={"ngram_size": 3})
     with pytest.raises(ValueError, match="reward_model_path"):

@@ -156,8 +156,8 @@ def unique_indices(values: Sequence[str]) -> tuple[list[str], list[int]]:
 def balanced_slices(total: int, batch_size: int) -> list[slice]:
     """At most ``batch_size`` items per slice, in as few slices as possible, of near-equal sizes.
 
-    (144, 64) -> 48, 48, 48 rather than 64, 64, 16: a small trailing batch of the sequential BiLSTM costs
-    almost as much as a full one, so one more hypothesis would cost far more than its share.
+    (144, 64) -> 48, 48, 48 rather than 64, 64, 16: the sequential BiLSTM is least efficient per text in a
+    small batch, so a trailing one would make the next hypothesis cost more than its share.
     """
     count = -(-total // batch_size)
     if count == 0:

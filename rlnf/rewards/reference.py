@@ -225,7 +225,7 @@ def _duration_seconds(item: Any, cache: dict[Any, float | None]) -> float | None
     if isinstance(item, np.ndarray) and item.ndim == 1:
         return item.size / TARGET_SAMPLING_RATE
 
-    key = audio_key(getattr(item, "_hf_encoded", None) or item)  # datasets' decoders carry their source
+    key = audio_key(item)
     if key not in cache:
         cache[key] = len(load_audio(item)) / TARGET_SAMPLING_RATE
     return cache[key]

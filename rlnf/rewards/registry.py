@@ -90,7 +90,7 @@ def get_reward_funcs(
         reward_model_path: folder or hub id for ``"reward_model"``.
         options: shared keyword options, each given to every selected reward whose factory accepts it (e.g.
             ``reference_column``, ``audio_column``, ``normalizer``); an option named after a reward holds a
-            dict of options for that reward only, and wins over shared ones. An option that no selected
+            dict of options for that reward only, and wins over shared ones. An option that no known
             reward accepts is an error, so typos do not pass silently.
 
     Returns:
@@ -118,7 +118,10 @@ def get_reward_funcs(
         if unknown:
             raise ValueError(f"reward {name!r} takes no {sorted(unknown)}; it takes {sorted(accepted)}")
         funcs.append(REWARD_FUNCS[name](**{**chosen, **per_reward.get(name, {})}))
-    unused = set(shared) - used
-    if unused:
-        raise ValueError(f"no selected reward takes the options {sorted(unused)} (rewards: {names})")
+    # Options some other known reward takes are fine (a recipe passes its columns whatever rewards it picks);
+    # an option that no reward takes is a typo.
+    known = set().union(*(_accepted_options(name) for name in REWARD_FUNCS))
+    unknown_options = set(shared) - used - known
+    if unknown_options:
+        raise ValueError(f"no reward takes the options {sorted(unknown_options)} (rewards: {names})")
     return funcs, [float(weight) for weight in weights]

@@ -349,9 +349,7 @@ class ASRGRPOTrainer(GRPOTrainer):
         """
         if row.get(ROW_ID_COLUMN) is not None:
             return ("row", row[ROW_ID_COLUMN])
-        item = row[self.args.audio_column]
-        encoded = getattr(item, "_hf_encoded", None)  # datasets' AudioDecoder keeps its source here
-        return audio_key(encoded if isinstance(encoded, dict) else item)
+        return audio_key(row[self.args.audio_column])
 
     def _load_clip(self, item: Any, row: int) -> np.ndarray | None:
         """Decode one clip at the policy's rate; ``None`` when it fails and the config says skip."""
