@@ -200,6 +200,9 @@ def prepare_splits(args: ScriptArguments, seed: int) -> dict[str, Any]:
     if args.validation_split and args.validation_split in data:
         validation = data[args.validation_split]
     else:
+        if args.validation_split:
+            logger.warning("no validation split %r: carving %s of the training clips", args.validation_split,
+                           args.validation_size)
         parts = split_by_clip(train, test_size=size(args.validation_size), seed=seed + 1,
                               clip_column=args.clip_column, audio_column=args.audio_column)
         train, validation = parts["train"], parts["validation"]

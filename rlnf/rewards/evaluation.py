@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as error:
+    except (ValueError, OSError, KeyError, ImportError) as error:
         print(f"rlnf eval-reward: error: {error}", file=sys.stderr)
         return 2
 
