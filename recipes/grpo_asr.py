@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
-        plot_training_curves(trainer.state.log_history, Path(training_args.output_dir) / "training_curves.png")
+        history = [{"step": 0, **before}, *trainer.state.log_history]  # train() starts a new log history
+        plot_training_curves(history, Path(training_args.output_dir) / "training_curves.png")
         (Path(training_args.output_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results))
     trainer.accelerator.wait_for_everyone()
