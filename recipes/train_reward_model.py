@@ -152,6 +152,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[ScriptArguments, Mod
     # The collator needs the raw audio/text/score columns, which Trainer would otherwise drop.
     training_args.remove_unused_columns = False
     training_args.label_names = ["labels"]
+    training_args.ddp_find_unused_parameters = False  # every parameter is used: skip DDP's extra graph walk
     return script_args, model_args, training_args
 
 
@@ -359,6 +360,8 @@ def _train(
         summary["test"] = test_metrics
         if script_args.export_dir:
             export(trainer, processor, training_args.output_dir, script_args.export_dir)
+    trainer.accelerator.wait_for_everyone()  # no rank exits while rank 0 still writes (aborts at exit otherwise)
+    trainer.accelerator.end_training()
     return summary
 
 
@@ -367,6 +370,7 @@ def export(trainer: RewardTrainer, processor: RewardModelProcessor, output_dir: 
     target = Path(export_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the export is meant to be shared
     try:
         trainer.model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
