@@ -105,6 +105,9 @@ class RewardPreTrainedModel(PreTrainedModel):
 class RewardModel(RewardPreTrainedModel):
     """Audio encoder (Conv1d+BN+ReLU stack) and text encoder (embedding + BiLSTM) fused by an MLP + sigmoid."""
 
+    # forward() takes **kwargs but computes its own mean loss: Trainer must still scale it for accumulation.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: RewardConfig) -> None:
         super().__init__(config)
         layers: list[nn.Module] = []
