@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from process_group import run_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_2PROC = ROOT / "accelerate_configs" / "cpu_2proc.yaml"
@@ -65,21 +63,10 @@ def launch(script: Path, *args: str, processes: int, timeout: float = TIMEOUT) -
         command = [*_accelerate(), "launch", "--config_file", str(CPU_2PROC), str(script), *args]
     else:
         raise ValueError(processes)
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"{processes}-process run of {script.name} still running after {timeout} s:\n{out[-4000:]}")
-    seconds = time.monotonic() - start
-    assert proc.returncode == 0, (
-        f"{processes}-process run of {script.name} exited with {proc.returncode}:\n{out[-6000:]}"
+    returncode, out, seconds = run_process_group(
+        command, env=env, cwd=ROOT, timeout=timeout, what=f"{processes}-process run of {script.name}"
     )
+    assert returncode == 0, f"{processes}-process run of {script.name} exited with {returncode}:\n{out[-6000:]}"
     return seconds
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from process_group import run_process_group
 
 from rlnf.launch import SlurmEnvError, build_launch_command, expand_nodelist, main
 
@@ -289,18 +288,10 @@ def _run_cpu_2proc(
     }
     config = str(CONFIG_DIR / "cpu_2proc.yaml")
     command = [*_accelerate_launch(), "launch", "--config_file", config, str(script), *script_args]
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"2-process launch did not finish within {timeout} s:\n{out[-4000:]}")
-    return subprocess.CompletedProcess(command, proc.returncode, out, None), time.monotonic() - start
+    returncode, out, seconds = run_process_group(
+        command, env=env, cwd=ROOT, timeout=timeout, what="2-process launch"
+    )
+    return subprocess.CompletedProcess(command, returncode, out, None), seconds
 
 
 GATHER_SCRIPT = """\
