@@ -57,9 +57,9 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from rlnf.policies import build_tiny_whisper
-    from rlnf.rewards import RewardConfig, RewardModel, train_tokenizer
-    from rlnf.rewards.functions import AudioTextReward
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
+    from rlnf.reward_model import RewardConfig, RewardModel, train_tokenizer
+    from rlnf.rewards.audio_text_reward import AudioTextReward
     from rlnf.rewards.registry import REWARD_FUNCS
     from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
 

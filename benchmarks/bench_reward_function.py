@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from rlnf import RewardModel, RewardModelProcessor
-from rlnf.rewards.functions import AudioTextReward
+from rlnf.rewards.audio_text_reward import AudioTextReward
 from rlnf.testing import BAMBARA_SAMPLE, sine_clip, write_published_layout
 
 

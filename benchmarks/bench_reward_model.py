@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def _setup(threads: int, pairs: int, seconds: float, fusion_type: str, folder: str) -> tuple[Any, Any, list, list]:
     import torch
 
-    from rlnf.rewards import RewardConfig, RewardModel, train_tokenizer
+    from rlnf.reward_model import RewardConfig, RewardModel, train_tokenizer
     from rlnf.testing import BAMBARA_SAMPLE, sine_clip
 
     torch.set_num_threads(threads)

@@ -30,8 +30,9 @@ from trl import TrlParser  # noqa: E402
 
 from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
 from rlnf.data.loading import load_asr_dataset  # noqa: E402
-from rlnf.policies import build_tiny_whisper  # noqa: E402
-from rlnf.trainers.asr_metrics import evaluate_asr, feature_frames  # noqa: E402
+from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
+from rlnf.policies.whisper import feature_frames  # noqa: E402
+from rlnf.trainers.asr_eval import evaluate_asr  # noqa: E402
 
 
 @dataclass

@@ -34,12 +34,18 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from rlnf.audio import audio_key
-from rlnf.rewards import RewardConfig, RewardFeatureExtractor, RewardModel, RewardModelProcessor, RewardTokenizer
-from rlnf.rewards.evaluation import evaluate_reward_model, plot_reward_evaluation, write_metrics_json
-from rlnf.rewards.tokenizer import train_tokenizer
-from rlnf.rewards.training import (
+from rlnf.reward_model import (
+    RewardConfig,
+    RewardFeatureExtractor,
+    RewardModel,
+    RewardModelProcessor,
+    RewardTokenizer,
+    train_tokenizer,
+)
+from rlnf.trainers.reward_model_evaluation import evaluate_reward_model, plot_reward_evaluation, write_metrics_json
+from rlnf.trainers.reward_model_trainer import (
     RewardDataCollator,
-    RewardTrainer,
+    RewardModelTrainer,
     ScorerDatasetError,
     clip_keys,
     compute_metrics,
@@ -326,7 +332,7 @@ def _train(
     if script_args.group_by_clip:
         train_clip_keys = clip_keys(splits["train"], clip_column=script_args.clip_column,
                                     audio_column=script_args.audio_column)
-    trainer = RewardTrainer(
+    trainer = RewardModelTrainer(
         model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
         data_collator=collator, compute_metrics=compute_metrics, processor=processor,
         train_clip_keys=train_clip_keys,
@@ -365,7 +371,7 @@ def _train(
     return summary
 
 
-def export(trainer: RewardTrainer, processor: RewardModelProcessor, output_dir: str, export_dir: str) -> None:
+def export(trainer: RewardModelTrainer, processor: RewardModelProcessor, output_dir: str, export_dir: str) -> None:
     """Model + processor + metrics only (what ships), built in a sibling folder and renamed into place."""
     target = Path(export_dir)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, AutoTokenizer
 
-from .rewards import (
+from .reward_model import (
     RewardConfig,
     RewardFeatureExtractor,
     RewardModel,
@@ -29,7 +29,7 @@ AutoTokenizer.register(RewardConfig, slow_tokenizer_class=RewardTokenizer, exist
 AutoProcessor.register(RewardConfig, RewardModelProcessor, exist_ok=True)
 
 _LAZY = {
-    "AudioTextReward": "rlnf.rewards.functions",
+    "AudioTextReward": "rlnf.rewards.audio_text_reward",
     "get_reward_funcs": "rlnf.rewards.registry",
     "ASRGRPOConfig": "rlnf.trainers",
     "ASRGRPOTrainer": "rlnf.trainers",

@@ -10,14 +10,14 @@ DEFAULT_REWARD_MODEL = "RobotsMali/reward-model"
 
 # Sub-commands implemented elsewhere: name -> (module, help). Each module has `add_arguments` and `run`.
 _COMMANDS = {
-    "eval-reward": ("rlnf.rewards.evaluation", "evaluate a reward model on (audio, text, score) data"),
+    "eval-reward": ("rlnf.trainers.reward_model_evaluation", "evaluate a reward model on (audio, text, score) data"),
 }
 
 
 def _score(args: argparse.Namespace) -> int:
     import torch
 
-    from .rewards import RewardModel, RewardModelProcessor
+    from .reward_model import RewardModel, RewardModelProcessor
 
     processor = RewardModelProcessor.from_pretrained(args.model)
     model = RewardModel.from_pretrained(args.model).eval()

@@ -98,7 +98,7 @@ def write_published_layout(folder: str | Path, texts: list[str] | None = None, p
 
 def tiny_reward_model(folder: str | Path, *, fusion_type: str = "late", vocab_pieces: int = 80, seed: int = 0):
     """A small random `RewardModel` + processor saved to ``folder`` (tokenizer trained on a Bambara sample)."""
-    from .rewards import RewardConfig, RewardModel, train_tokenizer
+    from .reward_model import RewardConfig, RewardModel, train_tokenizer
 
     processor = train_tokenizer(BAMBARA_SAMPLE * 3, folder, vocab_size=vocab_pieces)
     torch.manual_seed(seed)

@@ -99,7 +99,7 @@ def build_policy(folder: Path) -> None:
     the first step is a sum of advantages, i.e. zero up to rounding, and would say nothing; with unequal ones it
     is of order 0.1 and the per-rank padding to different lengths is exercised too.
     """
-    from rlnf.policies import build_tiny_whisper
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
     from rlnf.testing import BAMBARA_SAMPLE
 
     model, processor = build_tiny_whisper(
@@ -249,7 +249,7 @@ def test_reward_recipe_two_processes_train_like_one(tmp_path):
     from safetensors.torch import load_file
     from transformers import set_seed
 
-    from rlnf.rewards import RewardConfig, RewardModel, RewardModelProcessor
+    from rlnf.reward_model import RewardConfig, RewardModel, RewardModelProcessor
 
     data = write_scorer_jsonl(tmp_path / "data")
     one, two = tmp_path / "one", tmp_path / "two"

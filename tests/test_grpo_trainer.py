@@ -15,9 +15,9 @@ import trl
 from datasets import Dataset
 from trl import GRPOTrainer, TrlParser
 
-from rlnf.policies import build_tiny_whisper
+from rlnf.policies.tiny_whisper import build_tiny_whisper
+from rlnf.policies.whisper import decoder_prefix_ids, generation_model
 from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer, RewardFunctionError, UndecodableAudioError
-from rlnf.trainers.asr_metrics import decoder_prefix_ids, generation_model
 
 G = 4
 CLIPS_PER_STEP = 2

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name
 
-from rlnf.rewards.functions import AudioTextReward, balanced_slices, clip_key, default_device, group_clips
-from rlnf.rewards.reference import (
+from rlnf.rewards.audio_text_reward import AudioTextReward, balanced_slices, clip_key, default_device, group_clips
+from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
+from rlnf.rewards.transcript_rewards import (
     bambara_normalize,
     basic_normalize,
     cer,
@@ -30,7 +31,6 @@ from rlnf.rewards.reference import (
     repetition_penalty,
     wer,
 )
-from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
 from rlnf.testing import sine_clip, tiny_reward_model
 
 # ----------------------------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ from transformers import AutoModel, EvalPrediction
 
 import rlnf  # noqa: F401  (registers the Auto classes)
 from rlnf.cli import main as cli_main
-from rlnf.rewards import RewardModel, RewardModelProcessor
-from rlnf.rewards.evaluation import mismatch_pairs, predict_scores
-from rlnf.rewards.training import (
+from rlnf.reward_model import RewardModel, RewardModelProcessor
+from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
+from rlnf.trainers.reward_model_evaluation import mismatch_pairs, predict_scores
+from rlnf.trainers.reward_model_trainer import (
     ClipGroupedSampler,
     RewardDataCollator,
-    RewardTrainer,
+    RewardModelTrainer,
     ScorerDatasetError,
     auroc,
     compute_metrics,
@@ -33,7 +34,6 @@ from rlnf.rewards.training import (
     split_by_clip,
     validate_scorer_dataset,
 )
-from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_reward_model.py"
 TINY = [
@@ -251,7 +251,7 @@ def test_trainer_encodes_each_clip_once_with_the_same_result(tmp_path):
     assert deduped["audio"].shape[0] == 3 and deduped["audio_index"].tolist() == [0, 1, 0, 2, 1, 0]
     plain = RewardDataCollator(processor)(rows)
     args = TrainingArguments(output_dir=str(tmp_path / "o"), report_to="none", use_cpu=True)
-    trainer = RewardTrainer(model=model.eval(), args=args, processor=processor)
+    trainer = RewardModelTrainer(model=model.eval(), args=args, processor=processor)
     with torch.no_grad():
         loss, outputs = trainer.compute_loss(model, deduped, return_outputs=True)
         expected = model(**plain)

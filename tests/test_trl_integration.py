@@ -16,8 +16,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-from rlnf.rewards.functions import AudioTextReward
-from rlnf.rewards.reference import wer
+from rlnf.rewards.audio_text_reward import AudioTextReward
+from rlnf.rewards.transcript_rewards import wer
 from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]

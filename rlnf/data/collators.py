@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..audio import load_audio
-from ..trainers.asr_metrics import extract_features
+from ..policies.whisper import extract_features
 
 
 class SpeechSeq2SeqCollator:
@@ -20,7 +20,7 @@ class SpeechSeq2SeqCollator:
     def __init__(
         self, processor: Any, *, frames: int | None = None, audio_column: str = "audio", text_column: str = "text"
     ) -> None:
-        self.frames = frames  # the encoder's window (rlnf.trainers.asr_metrics.feature_frames); None: longest clip
+        self.frames = frames  # the encoder's window (rlnf.policies.whisper.feature_frames); None: longest clip
         self.feature_extractor = processor.feature_extractor
         self.tokenizer = processor.tokenizer
         self.audio_column = audio_column

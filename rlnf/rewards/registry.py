@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .reference import make_cer_reward, make_empty_penalty, make_repetition_penalty, make_wer_reward
+from .transcript_rewards import make_cer_reward, make_empty_penalty, make_repetition_penalty, make_wer_reward
 
 RewardFunc = Callable[..., list]
 
@@ -26,13 +26,13 @@ def make_reward_model(reward_model_path: str | os.PathLike | None = None, **opti
     """`AudioTextReward` loaded from ``reward_model_path`` (a local folder or hub id)."""
     if reward_model_path is None:
         raise ValueError("the 'reward_model' reward needs reward_model_path=<folder or hub id>")
-    from .functions import AudioTextReward
+    from .audio_text_reward import AudioTextReward
 
     return AudioTextReward.from_pretrained(reward_model_path, **options)
 
 
 def _reward_model_options() -> set[str]:
-    from .functions import AudioTextReward
+    from .audio_text_reward import AudioTextReward
 
     accepted = set(inspect.signature(AudioTextReward.__init__).parameters) - {"self", "model", "processor"}
     return accepted | {"reward_model_path", "revision"}

@@ -1,8 +1,8 @@
-"""GRPO for speech-to-text policies, as a TRL plugin: ``ASRGRPOConfig`` and ``ASRGRPOTrainer``."""
+"""Trainers: GRPO for speech-to-text policies (a TRL plugin), and reward-model training."""
 
-from .asr_metrics import error_rates, evaluate_asr, transcribe
-from .grpo import ASRGRPOTrainer, RewardFunctionError, UndecodableAudioError
+from .asr_eval import error_rates, evaluate_asr
 from .grpo_config import ASRGRPOConfig
+from .grpo_trainer import ASRGRPOTrainer, RewardFunctionError, UndecodableAudioError
 
 __all__ = [
     "ASRGRPOConfig",
@@ -11,5 +11,4 @@ __all__ = [
     "UndecodableAudioError",
     "error_rates",
     "evaluate_asr",
-    "transcribe",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..audio import TARGET_SAMPLING_RATE, load_audio
-from .reference import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
+from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
 
 # Keywords TRL passes that are not dataset columns (left out of error messages about columns).
 _TRL_KWARGS = (
@@ -250,8 +250,8 @@ class AudioTextReward:
         cls, pretrained_model_name_or_path: str | os.PathLike, *, revision: str | None = None, **options: Any
     ) -> AudioTextReward:
         """Load model and processor from a local folder or hub id; ``options`` go to the constructor."""
-        from .modeling import RewardModel
-        from .processing import RewardModelProcessor
+        from ..reward_model.modeling import RewardModel
+        from ..reward_model.processing import RewardModelProcessor
 
         model = RewardModel.from_pretrained(pretrained_model_name_or_path, revision=revision)
         processor = RewardModelProcessor.from_pretrained(pretrained_model_name_or_path, revision=revision)

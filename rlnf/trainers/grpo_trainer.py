@@ -51,10 +51,9 @@ from trl.trainer.utils import is_async_callable
 
 from rlnf.audio import audio_key, load_audio
 
-from .asr_metrics import (
+from ..policies.whisper import (
     completion_ids,
     decoder_prefix_ids,
-    error_rates,
     extract_features,
     feature_frames,
     generate_from_encoder,
@@ -62,6 +61,7 @@ from .asr_metrics import (
     suppressed_tokens,
     transcribe,
 )
+from .asr_eval import error_rates
 from .grpo_config import ASRGRPOConfig
 
 ROW_ID_COLUMN = "__rlnf_row__"  # dataset row index added at init: dedupes clips and names rows in errors

@@ -24,7 +24,7 @@ from ..audio import audio_key
 if TYPE_CHECKING:
     import datasets
 
-    from .processing import RewardModelProcessor
+    from ..reward_model.processing import RewardModelProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ __all__ = [
     "ACCURACY_TOLERANCE",
     "ClipGroupedSampler",
     "RewardDataCollator",
-    "RewardTrainer",
+    "RewardModelTrainer",
     "ScorerDatasetError",
     "auroc",
     "clip_keys",
@@ -75,7 +75,7 @@ class RewardDataCollator:
     transcripts, every epoch, and features are per clip, so reuse gives exactly the tensors a fresh call would.
 
     With ``dedupe_audio`` a clip that occurs several times in the batch is sent once: ``audio`` has one row per
-    distinct clip and ``audio_index`` [B] says which one each text goes with. Only `RewardTrainer` understands
+    distinct clip and ``audio_index`` [B] says which one each text goes with. Only `RewardModelTrainer` understands
     that (it encodes each clip once: the audio encoder is most of the cost); pair it with `ClipGroupedSampler`
     so batches actually hold several rows of a clip.
     """
@@ -400,7 +400,7 @@ class ClipGroupedSampler(torch.utils.data.Sampler[int]):
             yield from (rows[j] for j in rng.permutation(len(rows)))
 
 
-class RewardTrainer(Trainer):
+class RewardModelTrainer(Trainer):
     """`Trainer` that saves the reward processor with every checkpoint, scales the loss correctly and can
     encode each clip of a batch once.
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +14,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
 
 from ..audio import load_audio
-from .tokenizer import RewardTokenizer
+from .tokenization import RewardTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +172,44 @@ class RewardModelProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["audio", "audio_attention_mask", "text", "text_attention_mask"]
+
+
+def train_tokenizer(
+    texts: str | os.PathLike | Iterable[str],
+    output_dir: str | os.PathLike,
+    vocab_size: int = 2048,
+    *,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+) -> Any:
+    """Train a SentencePiece model on ``texts`` (a text file or strings) and save a processor to ``output_dir``.
+
+    ``vocab_size`` counts pieces; the model's embedding needs ``len(processor.tokenizer)`` rows (pieces + 100
+    extra ids + ``</s>`` + ``<pad>``). SentencePiece may return fewer pieces than asked on little text
+    (``hard_vocab_limit=False``), so read the size from the tokenizer, never assume it.
+    """
+    import sentencepiece as spm
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(texts, (str, os.PathLike)) and Path(texts).is_file():
+            corpus = Path(texts)
+        else:
+            if isinstance(texts, str):
+                raise FileNotFoundError(f"train_tokenizer: {texts!r} is not a file (pass a list to train on strings)")
+            lines = [line.strip() for line in texts if isinstance(line, str) and line.strip()]
+            if not lines:
+                raise ValueError("train_tokenizer: no non-empty text to train on")
+            corpus = Path(tmp) / "corpus.txt"
+            corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        prefix = Path(tmp) / "spiece"
+        spm.SentencePieceTrainer.train(
+            input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
+            character_coverage=character_coverage, hard_vocab_limit=False, bos_id=-1, eos_id=-1,
+            unk_id=0, pad_id=-1, minloglevel=2,
+        )
+        tokenizer = RewardTokenizer(vocab_file=str(prefix) + ".model")
+        processor = RewardModelProcessor(RewardFeatureExtractor(), tokenizer)
+        processor.save_pretrained(output_dir)
+    return RewardModelProcessor.from_pretrained(output_dir)

@@ -8,11 +8,7 @@ different segmentation, so this tokenizer runs ``sentencepiece`` itself.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
@@ -78,46 +74,3 @@ class RewardTokenizer(SentencePieceBackend):
     def encode_texts(self, texts: list[str]) -> list[list[int]]:
         """Ids of each text: the pieces ``sentencepiece`` gives, then ``</s>`` (the fast path of the processor)."""
         return [ids + [self.eos_token_id] for ids in self.sp_model.encode(texts)]
-
-
-def train_tokenizer(
-    texts: str | os.PathLike | Iterable[str],
-    output_dir: str | os.PathLike,
-    vocab_size: int = 2048,
-    *,
-    model_type: str = "bpe",
-    character_coverage: float = 1.0,
-) -> Any:
-    """Train a SentencePiece model on ``texts`` (a text file or strings) and save a processor to ``output_dir``.
-
-    ``vocab_size`` counts pieces; the model's embedding needs ``len(processor.tokenizer)`` rows (pieces + 100
-    extra ids + ``</s>`` + ``<pad>``). SentencePiece may return fewer pieces than asked on little text
-    (``hard_vocab_limit=False``), so read the size from the tokenizer, never assume it.
-    """
-    import sentencepiece as spm
-
-    from .processing import RewardFeatureExtractor, RewardModelProcessor
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        if isinstance(texts, (str, os.PathLike)) and Path(texts).is_file():
-            corpus = Path(texts)
-        else:
-            if isinstance(texts, str):
-                raise FileNotFoundError(f"train_tokenizer: {texts!r} is not a file (pass a list to train on strings)")
-            lines = [line.strip() for line in texts if isinstance(line, str) and line.strip()]
-            if not lines:
-                raise ValueError("train_tokenizer: no non-empty text to train on")
-            corpus = Path(tmp) / "corpus.txt"
-            corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        prefix = Path(tmp) / "spiece"
-        spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
-            character_coverage=character_coverage, hard_vocab_limit=False, bos_id=-1, eos_id=-1,
-            unk_id=0, pad_id=-1, minloglevel=2,
-        )
-        tokenizer = RewardTokenizer(vocab_file=str(prefix) + ".model")
-        processor = RewardModelProcessor(RewardFeatureExtractor(), tokenizer)
-        processor.save_pretrained(output_dir)
-    return RewardModelProcessor.from_pretrained(output_dir)

@@ -3,7 +3,7 @@ transcript that belongs to another clip.
 
 Two passes over the split: every (clip, transcript) row against its score (MSE, R2, Pearson, Spearman,
 accuracy@0.1), and each clip with its own transcript vs. another clip's (mismatch AUROC). The metrics are
-`rlnf.rewards.training.compute_reward_metrics`, the same function the training recipe reports with.
+`rlnf.trainers.reward_model_trainer.compute_reward_metrics`, the same function the training recipe reports with.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .training import (
+from .reward_model_trainer import (
     ScorerDatasetError,
     clip_keys,
     compute_reward_metrics,
@@ -34,8 +34,8 @@ from .training import (
 if TYPE_CHECKING:
     import datasets
 
-    from .modeling import RewardModel
-    from .processing import RewardModelProcessor
+    from ..reward_model.modeling import RewardModel
+    from ..reward_model.processing import RewardModelProcessor
 
 __all__ = [
     "evaluate_reward_model",
@@ -281,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .modeling import RewardModel
-    from .processing import RewardModelProcessor
+    from ..reward_model.modeling import RewardModel
+    from ..reward_model.processing import RewardModelProcessor
 
     score_range_for_scale(args.score_scale)
     splits = load_scorer_dataset(

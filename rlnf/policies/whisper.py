@@ -1,19 +1,17 @@
-"""Decoding helpers for speech-to-text policies, and the greedy WER/CER evaluation built on them.
+"""Whisper (encoder-decoder) policy helpers: decoder prefix, suppressed tokens, feature windows, generation.
 
 The trainer and a recipe share these so the numbers agree: the same decoder prefix (Whisper has no Bambara
 token, so by default none), the same feature padding, the same suppressed tokens, and plain
 ``GenerationMixin.generate`` fed with precomputed encoder states (Whisper's own ``generate`` strips the
 prefix from its output and re-runs the encoder for every returned sequence).
 
-``evaluate_asr(model, processor, dataset)`` is the call a recipe makes before and after training.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -248,57 +246,9 @@ def transcribe(
     return texts
 
 
-def error_rates(
-    references: Sequence[str], hypotheses: Sequence[str], normalizer: str | Callable[[str], str] | None = "none"
-) -> dict[str, float]:
-    """Corpus WER and CER (jiwer: total edits / total reference words or characters) after normalisation.
-
-    ``normalizer``: ``"bambara"``, ``"basic"``, ``"none"`` (whitespace only) or a callable, as in
-    ``rlnf.rewards.reference.get_normalizer``.
-    """
-    import jiwer
-
-    from rlnf.rewards.reference import get_normalizer
-
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    normalize = get_normalizer(normalizer)
-    refs = [normalize(r) for r in references]
-    hyps = [normalize(h) for h in hypotheses]
-    if not any(refs):
-        return {"wer": math.nan, "cer": math.nan}
-    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
-
-
-def evaluate_asr(
-    model: Any,
-    processor: Any,
-    dataset: Any,
-    *,
-    audio_column: str = "audio",
-    reference_column: str = "text",
-    normalizer: str | Callable[[str], str] | None = "bambara",
-    **transcribe_kwargs: Any,
-) -> dict[str, Any]:
-    """Greedy corpus WER/CER of ``model`` on ``dataset`` (a ``datasets.Dataset`` or a list of row dicts).
-
-    Returns ``{"wer", "cer", "num_samples", "hypotheses"}``; a recipe logs it before and after training. The
-    default normaliser matches ``ASRGRPOConfig.eval_normalizer`` and the ``wer``/``cer`` rewards.
-    """
-    rows = [dataset[i] for i in range(len(dataset))]
-    for name in (audio_column, reference_column):
-        if rows and name not in rows[0]:
-            raise ValueError(f"evaluation dataset has no column {name!r}; its columns: {sorted(rows[0])}")
-    hypotheses = transcribe(model, processor, [r[audio_column] for r in rows], **transcribe_kwargs)
-    rates = error_rates([r[reference_column] for r in rows], hypotheses, normalizer)
-    return {**rates, "num_samples": len(rows), "hypotheses": hypotheses}
-
-
 __all__ = [
     "completion_ids",
     "decoder_prefix_ids",
-    "error_rates",
-    "evaluate_asr",
     "extract_features",
     "feature_frames",
     "generate_from_encoder",

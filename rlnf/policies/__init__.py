@@ -1,0 +1,1 @@
+"""How each policy family meets audio: features, sampling, log-probabilities and greedy decoding."""

@@ -1,0 +1,17 @@
+"""The RobotsMali reward model, transformers-style: configuration, model, processor and tokenizer (no TRL here)."""
+
+from .configuration import RewardConfig
+from .modeling import RewardAudioEncoding, RewardModel, RewardTextEncoding
+from .processing import RewardFeatureExtractor, RewardModelProcessor, train_tokenizer
+from .tokenization import RewardTokenizer
+
+__all__ = [
+    "RewardAudioEncoding",
+    "RewardConfig",
+    "RewardFeatureExtractor",
+    "RewardModel",
+    "RewardModelProcessor",
+    "RewardTextEncoding",
+    "RewardTokenizer",
+    "train_tokenizer",
+]

@@ -1,0 +1,58 @@
+"""Greedy corpus WER/CER of a speech-to-text policy: the numbers a recipe reports before and after training."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..policies.whisper import transcribe
+
+
+def error_rates(
+    references: Sequence[str], hypotheses: Sequence[str], normalizer: str | Callable[[str], str] | None = "none"
+) -> dict[str, float]:
+    """Corpus WER and CER (jiwer: total edits / total reference words or characters) after normalisation.
+
+    ``normalizer``: ``"bambara"``, ``"basic"``, ``"none"`` (whitespace only) or a callable, as in
+    ``rlnf.rewards.transcript_rewards.get_normalizer``.
+    """
+    import jiwer
+
+    from rlnf.rewards.transcript_rewards import get_normalizer
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    normalize = get_normalizer(normalizer)
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    if not any(refs):
+        return {"wer": math.nan, "cer": math.nan}
+    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+
+
+def evaluate_asr(
+    model: Any,
+    processor: Any,
+    dataset: Any,
+    *,
+    audio_column: str = "audio",
+    reference_column: str = "text",
+    normalizer: str | Callable[[str], str] | None = "bambara",
+    **transcribe_kwargs: Any,
+) -> dict[str, Any]:
+    """Greedy corpus WER/CER of ``model`` on ``dataset`` (a ``datasets.Dataset`` or a list of row dicts).
+
+    Returns ``{"wer", "cer", "num_samples", "hypotheses"}``; a recipe logs it before and after training. The
+    default normaliser matches ``ASRGRPOConfig.eval_normalizer`` and the ``wer``/``cer`` rewards.
+    """
+    rows = [dataset[i] for i in range(len(dataset))]
+    for name in (audio_column, reference_column):
+        if rows and name not in rows[0]:
+            raise ValueError(f"evaluation dataset has no column {name!r}; its columns: {sorted(rows[0])}")
+    hypotheses = transcribe(model, processor, [r[audio_column] for r in rows], **transcribe_kwargs)
+    rates = error_rates([r[reference_column] for r in rows], hypotheses, normalizer)
+    return {**rates, "num_samples": len(rows), "hypotheses": hypotheses}
+
+
+__all__ = ["error_rates", "evaluate_asr"]
