@@ -1,40 +1,15 @@
-"""Data builders: the Bambara demo corpus (espeak-ng synthesis) and synthetic scorer rows."""
+"""Synthetic scorer rows (the demo corpus itself is tested in test_demo_corpus.py)."""
 
 from __future__ import annotations
-
-import ast
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-import soundfile as sf
 
-from rlnf.data import (
-    CORRUPTION_KINDS,
-    TOPICS,
-    bambara_number,
-    build_demo_corpus,
-    corrupt_transcript,
-    demo_sentences,
-    load_demo_corpus,
-    make_scorer_dataset,
-    sentences_by_topic,
-    split_sentences,
-    transcript_score,
-)
-from rlnf.data import demo_corpus as demo_module
-from rlnf.data.demo_corpus import pronunciation_text
+from rlnf.data import CORRUPTION_KINDS, corrupt_transcript, generate_sentences, make_scorer_dataset, transcript_score
 from rlnf.data.synthetic import BAMBARA_ALPHABET
 
 BAMBARA_LETTERS = set("ɛɔɲŋ")
-SMALL = {"max_sentences": 6, "voices_per_sentence": 2, "seed": 0}
-needs_espeak = pytest.mark.skipif(
-    importlib.util.find_spec("espeakng_loader") is None, reason="synthesis needs rlnf[demo] (espeakng-loader)"
-)
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -48,222 +23,12 @@ def levenshtein(a: str, b: str) -> int:
     return previous[-1]
 
 
-# --------------------------------------------------------------------------- sentences
-
-
-def test_sentences_are_many_distinct_and_written_in_bambara_orthography():
-    sentences = demo_sentences()
-    assert len(sentences) >= 300
-    assert len(set(sentences)) == len(sentences)
-    assert BAMBARA_LETTERS <= set("".join(sentences))
-    with_letters = sum(bool(BAMBARA_LETTERS & set(s)) for s in sentences)
-    assert with_letters / len(sentences) > 0.6
-    by_topic = sentences_by_topic()
-    assert tuple(by_topic) == TOPICS and all(len(group) >= 30 for group in by_topic.values())
-    assert sum(len(group) for group in by_topic.values()) == len(sentences)  # no sentence under two topics
-    assert all(s[0].isupper() and s[-1] in ".?" for s in sentences)
-
-
-def test_sentences_are_identical_across_calls_and_topic_filter_works():
-    assert demo_sentences() == demo_sentences()
-    assert demo_sentences(["numbers"]) == sentences_by_topic()["numbers"]
-    with pytest.raises(ValueError, match="cooking"):
-        demo_sentences(["cooking"])
-
-
-@pytest.mark.parametrize(
-    ("n", "word"),
-    [(7, "wolonwula"), (11, "tan ni kelen"), (20, "mugan"), (45, "bi naani ni duuru"), (200, "kɛmɛ fila")],
-)
-def test_bambara_numbers(n, word):
-    assert bambara_number(n) == word
-
-
-def test_bambara_number_rejects_out_of_range():
-    with pytest.raises(ValueError):
-        bambara_number(0)
-
-
-def test_pronunciation_respelling_leaves_only_ascii_for_the_swahili_voice():
-    assert pronunciation_text("Ɲɔgɔn cɛ ŋaniya k'a") == "Nyogon che nganiya ka"
-    assert all(pronunciation_text(s).isascii() for s in demo_sentences())
-
-
-def test_splits_are_disjoint_cover_everything_and_depend_on_seed():
-    sentences = demo_sentences()
-    splits = split_sentences(sentences, seed=0)
-    sets = {name: set(group) for name, group in splits.items()}
-    assert not (
-        sets["train"] & sets["validation"]
-        or sets["train"] & sets["test"]
-        or sets["validation"] & sets["test"]
-    )
-    assert set().union(*sets.values()) == set(sentences)
-    assert 0.05 < len(sets["test"]) / len(sentences) < 0.15
-    assert split_sentences(sentences, seed=0) == splits
-    assert split_sentences(sentences, seed=1)["test"] != splits["test"]
-    small = split_sentences(sentences, seed=0, max_sentences=6)
-    assert [len(small[k]) for k in ("train", "validation", "test")] == [4, 1, 1]
-
-
-# --------------------------------------------------------------------------- demo corpus
-
-
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory) -> Path:
-    return build_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", **SMALL)
-
-
-def _rows(folder: Path) -> list[dict]:
-    return [
-        {**json.loads(line), "split": split}
-        for split in ("train", "validation", "test")
-        for line in (folder / split / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-
-
-@needs_espeak
-def test_small_build_gives_16khz_mono_speech_of_plausible_duration(small_corpus):
-    rows = _rows(small_corpus)
-    assert len(rows) == 12
-    for row in rows:
-        path = small_corpus / row["split"] / row["file_name"]
-        info = sf.info(path)
-        assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
-        audio, _ = sf.read(path, dtype="float32")
-        assert audio.dtype == np.float32 and audio.ndim == 1
-        assert 0.3 < len(audio) / 16000 < 10
-        assert abs(row["duration"] - len(audio) / 16000) < 1e-3
-        assert np.sqrt(np.mean(audio**2)) > 0.02 and np.abs(audio).max() <= 1.0  # speech, not silence
-        assert row["text"] in demo_sentences()
-
-
-@needs_espeak
-def test_small_build_splits_by_sentence_and_varies_voices(small_corpus):
-    rows = _rows(small_corpus)
-    split_of: dict[str, set[str]] = {}
-    for row in rows:
-        split_of.setdefault(row["sentence_id"], set()).add(row["split"])
-    assert len(split_of) == 6 and all(len(s) == 1 for s in split_of.values())
-    for sid in split_of:
-        voices = [r["voice"] for r in rows if r["sentence_id"] == sid]
-        assert len(voices) == 2 and len(set(voices)) == 2 and all(v.startswith("sw+") for v in voices)
-
-
-@needs_espeak
-def test_load_demo_corpus_columns_and_audio_feature(small_corpus):
-    corpus = load_demo_corpus(cache_dir=small_corpus)
-    assert isinstance(corpus, datasets.DatasetDict) and list(corpus) == ["train", "validation", "test"]
-    train = corpus["train"]
-    assert {"audio", "text", "duration", "voice", "sentence_id"} <= set(train.column_names)
-    feature = train.features["audio"]
-    assert isinstance(feature, datasets.Audio) and feature.sampling_rate == 16000 and not feature.decode
-    item = train[0]["audio"]
-    assert Path(item["path"]).is_file() and sf.info(item["path"]).samplerate == 16000
-    test = load_demo_corpus("test", cache_dir=small_corpus, embed_audio=True)
-    assert isinstance(test, datasets.Dataset) and len(test) == 2
-    audio, rate = sf.read(__import__("io").BytesIO(test[0]["audio"]["bytes"]), dtype="float32")
-    assert rate == 16000 and audio.size > 0
-    assert not set(train["sentence_id"]) & set(test["sentence_id"])
-    with pytest.raises(ValueError, match="dev"):
-        load_demo_corpus("dev", cache_dir=small_corpus)
-
-
-@needs_espeak
-def test_a_rebuild_draws_the_same_clips(small_corpus, tmp_path):
-    """Same texts, voices, speeds and pitches; audio equal up to espeak-ng's small carried-over state."""
-    again = build_demo_corpus(tmp_path / "again", **SMALL)
-    first, second = _rows(small_corpus), _rows(again)
-    strip = [{k: v for k, v in row.items() if k != "duration"} for row in first]
-    assert strip == [{k: v for k, v in row.items() if k != "duration"} for row in second]
-    for a, b in zip(first, second, strict=True):
-        assert b["duration"] == pytest.approx(a["duration"], rel=0.05)
-
-
-@needs_espeak
-def test_cached_build_returns_without_synthesising(small_corpus, monkeypatch):
-    def fail(plan):
-        raise AssertionError("a cached corpus must not be synthesised again")
-
-    monkeypatch.setattr(demo_module, "_synthesize_clip", fail)
-    assert build_demo_corpus(small_corpus, **SMALL) == small_corpus
-    assert len(load_demo_corpus(cache_dir=small_corpus)["train"]) == 8
-    with pytest.raises(FileExistsError, match="overwrite"):
-        build_demo_corpus(small_corpus, max_sentences=3)
-
-
-@needs_espeak
-def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
-    real = demo_module._synthesize_clip
-    calls = []
-
-    def flaky(plan):
-        calls.append(plan)
-        if len(calls) > 3:
-            raise RuntimeError("power cut")
-        return real(plan)
-
-    monkeypatch.setattr(demo_module, "_synthesize_clip", flaky)
-    with pytest.raises(RuntimeError, match="power cut"):
-        build_demo_corpus(tmp_path / "corpus", **SMALL)
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_espeak
-def test_overwrite_replaces_a_corpus_atomically(tmp_path):
-    target = build_demo_corpus(tmp_path / "corpus", max_sentences=3, voices_per_sentence=1)
-    assert len(_rows(target)) == 3
-    build_demo_corpus(target, max_sentences=4, voices_per_sentence=1, overwrite=True)
-    assert len(_rows(target)) == 4
-    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # no temp or old folders left
-
-
-def test_foreign_folder_is_not_replaced(tmp_path):
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        build_demo_corpus(tmp_path / "corpus", max_sentences=3)
-    assert (tmp_path / "corpus" / "mine.txt").read_text() == "keep me"
-
-
-@needs_espeak
-def test_load_builds_on_first_use_and_says_so(tmp_path, monkeypatch, capsys):
-    real = demo_module.build_demo_corpus
-    monkeypatch.setattr(demo_module, "build_demo_corpus", lambda folder: real(folder, max_sentences=3))
-    corpus = load_demo_corpus(cache_dir=tmp_path / "fresh")
-    assert sum(len(ds) for ds in corpus.values()) == 6
-    assert "building the Bambara demo corpus (6 clips)" in capsys.readouterr().err
-
-
-def test_default_cache_dir_follows_rlnf_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("RLNF_CACHE", str(tmp_path))
-    assert demo_module.default_corpus_dir() == tmp_path / "demo_corpus_v1"
-
-
-def test_missing_espeak_gives_install_hint_and_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_module, "_ENGINE", None)
-    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes `import espeakng_loader` fail
-    with pytest.raises(ImportError, match=r"rlnf\[demo\]"):
-        build_demo_corpus(tmp_path / "corpus", max_sentences=3)
-    assert not (tmp_path / "corpus").exists()
-
-
-def test_espeak_is_never_imported_at_module_level():
-    """espeak-ng is GPL-3: it may only be imported inside the builder functions."""
-    for path in Path(demo_module.__file__).parent.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in tree.body:
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any("espeak" in n for n in names), f"{path.name} imports espeak at module level"
-
-
 # --------------------------------------------------------------------------- synthetic scorer data
 
 
 @pytest.fixture(scope="module")
 def asr_rows() -> datasets.Dataset:
-    texts = demo_sentences()[::15][:30]
+    texts = generate_sentences(600)[::20][:30]
     audio = [{"path": f"/nowhere/clip{i}.flac", "bytes": None} for i in range(len(texts))]
     ds = datasets.Dataset.from_dict({"audio": audio, "text": texts, "extra": list(range(len(texts)))})
     return ds.cast_column("audio", datasets.Audio(sampling_rate=16000, decode=False))
@@ -304,7 +69,7 @@ def test_rate_zero_leaves_the_text_exact(kind):
 
 @pytest.mark.parametrize("kind", [k for k in CORRUPTION_KINDS if k != "exact"])
 def test_higher_rates_damage_more(kind):
-    sentences = demo_sentences()[:200]
+    sentences = generate_sentences(200)
     vocabulary = sorted({w for s in sentences for w in s.split()})
 
     def mean_score(rate: float) -> float:

@@ -1,9 +1,23 @@
-"""Bambara demo corpus: the project's own sentences, synthesised with espeak-ng, as 16 kHz mono FLAC.
+"""Bambara demo corpus v2: a compositional grammar, synthesised with espeak-ng in two acoustic domains.
 
 Why synthetic: no Bambara speech can be downloaded where rlnf is developed and tested, yet the recipes need
-(audio, transcript) pairs that behave like an ASR corpus. espeak-ng has no Bambara voice; the Swahili voice
-``sw`` is the closest once Bambara letters are rewritten for pronunciation only (ɛ->e, ɔ->o, ɲ->ny, ŋ->ng,
-c->ch). The ``text`` column keeps real Bambara orthography.
+(audio, transcript) pairs that behave like an ASR corpus. Sentences come from the project's own grammar
+(`rlnf.data.bambara_grammar`: thousands of distinct sentences over several hundred words). espeak-ng has no
+Bambara voice; the Swahili voice ``sw`` is the closest once Bambara letters are rewritten for pronunciation
+only (ɛ->e, ɔ->o, ɲ->ny, ŋ->ng, c->ch). The ``text`` column keeps real Bambara orthography.
+
+Two acoustic domains, as in real use:
+
+- **source** (``sft_train``, ``sft_validation``): voice variants :data:`SOURCE_VOICES`, moderate speed and
+  pitch, clean. The SFT policy and the reward model are trained here.
+- **target** (``rl_train``, ``test``): other voice variants, faster speech, pitch pushed low or high, and
+  degraded signal (telephone band-pass on most clips, additive coloured noise at 10-20 dB SNR), drawn
+  deterministically per clip. ``rl_train`` is spoken by speakers :data:`TARGET_RL_VOICES` (T1), ``test`` by
+  :data:`TARGET_TEST_VOICES` (T2): held-out sentences *and* held-out speakers. ``rl_train`` keeps its
+  transcripts in ``text``, but reference-free RL must not read them.
+
+Every sentence is in exactly one split (split by sentence), and every word of a test sentence occurs in
+``sft_train``: test sentences are new combinations of known words.
 
 espeak-ng is GPL-3, so it is reached only through the optional ``espeakng-loader`` package (``rlnf[demo]``),
 imported inside the builder, never when ``rlnf.data`` is imported. Loading a corpus that is already built
@@ -11,10 +25,10 @@ needs only ``soundfile`` and ``datasets``.
 
 Layout of a built corpus (one folder, created atomically)::
 
-    corpus_info.json            build parameters and counts
-    train/metadata.jsonl        one JSON object per clip: file_name, text, sentence_id, voice, ...
-    train/bam0001_0.flac        ...
-    validation/... test/...
+    corpus_info.json            build parameters and counts (clips, hours, sentences, lexicon per split/domain)
+    sft_train/metadata.jsonl    one JSON object per clip: file_name, text, sentence_id, speaker, domain, ...
+    sft_train/s00001_0.flac     ...
+    sft_validation/... rl_train/... test/...
 
 ``metadata.jsonl`` uses the ``file_name`` key, so ``datasets.load_dataset("audiofolder", data_dir=...)``
 reads the folder too (when torchcodec is installed).
@@ -32,38 +46,53 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bambara_sentences import demo_sentences, sentences_by_topic
+from .bambara_grammar import generate_sentences, lexicon_words
 
 if TYPE_CHECKING:
     import datasets
 
 __all__ = [
     "CORPUS_NAME",
+    "DOMAINS",
+    "SOURCE_VOICES",
     "SPLITS",
-    "VOICE_VARIANTS",
+    "SPLIT_DOMAIN",
+    "TARGET_RL_VOICES",
+    "TARGET_TEST_VOICES",
     "build_demo_corpus",
     "default_corpus_dir",
+    "degrade",
     "load_demo_corpus",
     "pronunciation_text",
     "split_sentences",
 ]
 
-CORPUS_NAME = "demo_corpus_v1"
+CORPUS_NAME = "demo_corpus_v2"
 SAMPLING_RATE = 16_000
-SPLITS = ("train", "validation", "test")
+SPLITS = ("sft_train", "sft_validation", "rl_train", "test")
+DOMAINS = ("source", "target")
+SPLIT_DOMAIN = {"sft_train": "source", "sft_validation": "source", "rl_train": "target", "test": "target"}
 INFO_FILE = "corpus_info.json"
-# espeak-ng variants that sound like plain male/female speakers (the others are robots, whispers, ...).
-VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
-SPEED_RANGE = (130, 185)  # words per minute; espeak's default is 175
-PITCH_RANGE = (25, 75)  # espeak's 0-100 scale; default 50
-_HELD_OUT_FRACTION = 0.1  # per held-out split (validation, test)
+DEFAULT_SENTENCES = 6000
+# Fractions of the sentences held out per split (the rest is sft_train): 300 / 1000 / 300 of 6000.
+_HELD_OUT = {"test": 0.05, "rl_train": 1 / 6, "sft_validation": 0.05}
+# espeak-ng variants (of the Swahili voice) that sound like plain speakers, in three disjoint groups.
+SOURCE_VOICES = ("m1", "m2", "m3", "m4", "f1", "f2", "f3")
+TARGET_RL_VOICES = ("m5", "m7", "f4", "Andy", "linda", "john")  # speakers T1
+TARGET_TEST_VOICES = ("m6", "f5", "steph", "edward", "belinda", "david")  # speakers T2
+SOURCE_SPEED, SOURCE_PITCH = (135, 175), (35, 65)  # words per minute (espeak default 175); pitch 0-100 (50)
+TARGET_SPEED = (170, 215)
+TARGET_PITCH = ((12, 30), (70, 88))  # low or high, never the source's middle band
+TARGET_SNR_DB = (10.0, 20.0)
+TELEPHONE_BAND = (300.0, 3400.0)
+TELEPHONE_FRACTION = 0.7
 _PRONUNCIATION = str.maketrans(
     {
         "ɛ": "e",
@@ -84,20 +113,25 @@ _INSTALL_HINT = "building the Bambara demo corpus needs espeak-ng: pip install '
 
 @dataclass(frozen=True)
 class ClipPlan:
-    """Everything needed to synthesise one clip, fixed before any audio is made (so builds are reproducible)."""
+    """Everything needed to make one clip, fixed before any audio is made (so builds are reproducible)."""
 
     sentence_id: str
     text: str
     topic: str
     split: str
+    domain: str
+    speaker: str
     voice: str
     speed: int
     pitch: int
+    telephone: bool
+    snr_db: float | None
+    noise_seed: int
     file_name: str
 
 
 def default_corpus_dir() -> Path:
-    """``$RLNF_CACHE/demo_corpus_v1`` when RLNF_CACHE is set, else ``~/.cache/rlnf/demo_corpus_v1``."""
+    """``$RLNF_CACHE/demo_corpus_v2`` when RLNF_CACHE is set, else ``~/.cache/rlnf/demo_corpus_v2``."""
     root = os.environ.get("RLNF_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "rlnf"
     return base / CORPUS_NAME
@@ -112,48 +146,70 @@ def _rank(seed: int, sentence: str) -> str:
     return hashlib.sha1(f"{seed}|{sentence}".encode()).hexdigest()
 
 
-def split_sentences(
-    sentences: Sequence[str], *, seed: int = 0, max_sentences: int | None = None
-) -> dict[str, list[str]]:
-    """Assign each sentence to exactly one split, so no sentence is heard in training and evaluation.
+def _words(text: str) -> set[str]:
+    return {w.strip(".,?!").lower() for w in text.split() if w.strip(".,?!")}
 
-    Order comes from a hash of (seed, sentence), not from a random generator, so the assignment is stable
-    across machines and library versions. ``max_sentences`` keeps a prefix of that order (small builds for
-    tests still get every split once there are three or more sentences).
+
+def split_sentences(sentences: list[str], *, seed: int = 0) -> dict[str, list[str]]:
+    """Assign each sentence to exactly one split (order from a hash of (seed, sentence)).
+
+    Held-out splits take :data:`_HELD_OUT` fractions; a test candidate with a word that ``sft_train`` never
+    says goes to ``sft_train`` instead, so test sentences are new combinations of words the policy can know.
     """
     ordered = sorted(dict.fromkeys(sentences), key=lambda s: _rank(seed, s))
-    if max_sentences is not None:
-        if max_sentences < 1:
-            raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
-        ordered = ordered[:max_sentences]
     n = len(ordered)
-    held = max(1, round(_HELD_OUT_FRACTION * n)) if n >= 3 else 0
-    return {"test": ordered[:held], "validation": ordered[held : 2 * held], "train": ordered[2 * held :]}
+    sizes = {k: max(1, round(f * n)) if n >= 8 else (1 if n >= 4 else 0) for k, f in _HELD_OUT.items()}
+    # Test candidates: twice the test size, so enough remain after dropping those with unknown words.
+    pool = ordered[: 2 * sizes["test"]]
+    out: dict[str, list[str]] = {}
+    start = len(pool)
+    for name in ("rl_train", "sft_validation"):
+        out[name] = ordered[start : start + sizes[name]]
+        start += sizes[name]
+    rest = ordered[start:]
+    known = set().union(*(_words(s) for s in rest)) if rest else set()
+    eligible = [s for s in pool if _words(s) <= known] if n >= 8 else pool
+    out["test"] = eligible[: sizes["test"]]
+    chosen = set(out["test"])
+    out["sft_train"] = rest + [s for s in pool if s not in chosen]
+    return {name: out[name] for name in SPLITS}
 
 
-def _plan(voices_per_sentence: int, seed: int, max_sentences: int | None) -> list[ClipPlan]:
-    """Voice, speed and pitch per clip, drawn from a generator keyed on (seed, sentence id)."""
-    if not 1 <= voices_per_sentence <= len(VOICE_VARIANTS):
-        raise ValueError(
-            f"voices_per_sentence must be in 1..{len(VOICE_VARIANTS)}, got {voices_per_sentence}"
-        )
-    all_sentences = demo_sentences()
-    ids = {s: f"bam{i:04d}" for i, s in enumerate(all_sentences)}
-    topics = {s: topic for topic, group in sentences_by_topic().items() for s in group}
+def _plan(seed: int, sentences: int, voices_per_sentence: int) -> list[ClipPlan]:
+    """Speaker, speed, pitch and degradation per clip, drawn from a generator keyed on (seed, sentence)."""
+    if voices_per_sentence < 1:
+        raise ValueError(f"voices_per_sentence must be >= 1, got {voices_per_sentence}")
+    items = generate_sentences(sentences, seed=seed, with_templates=True)
+    ids = {s: i for i, (s, _) in enumerate(items)}
+    topics = dict(items)
     plans = []
-    for split, group in split_sentences(all_sentences, seed=seed, max_sentences=max_sentences).items():
+    for split, group in split_sentences([s for s, _ in items], seed=seed).items():
+        domain = SPLIT_DOMAIN[split]
+        voices = {"sft_train": SOURCE_VOICES, "sft_validation": SOURCE_VOICES, "rl_train": TARGET_RL_VOICES,
+                  "test": TARGET_TEST_VOICES}[split]  # fmt: skip
+        # Extra voices per sentence only for training splits: held-out splits stay one clip per sentence.
+        per_sentence = min(voices_per_sentence, len(voices)) if split == "sft_train" else 1
         for sentence in sorted(group, key=ids.__getitem__):
-            sid = ids[sentence]
-            rng = np.random.default_rng([seed, int(sid[3:])])
-            variants = rng.choice(len(VOICE_VARIANTS), size=voices_per_sentence, replace=False)
-            for k, variant in enumerate(variants):
+            index = ids[sentence]
+            rng = np.random.default_rng([seed, index, 2])
+            chosen = rng.choice(len(voices), size=per_sentence, replace=False)
+            for k, v in enumerate(chosen):
+                if domain == "source":
+                    speed = int(rng.integers(SOURCE_SPEED[0], SOURCE_SPEED[1] + 1))
+                    pitch = int(rng.integers(SOURCE_PITCH[0], SOURCE_PITCH[1] + 1))
+                    telephone, snr = False, None
+                else:
+                    speed = int(rng.integers(TARGET_SPEED[0], TARGET_SPEED[1] + 1))
+                    band = TARGET_PITCH[int(rng.integers(2))]
+                    pitch = int(rng.integers(band[0], band[1] + 1))
+                    telephone = bool(rng.random() < TELEPHONE_FRACTION)
+                    snr = round(float(rng.uniform(*TARGET_SNR_DB)), 2)
                 plans.append(
                     ClipPlan(
-                        sentence_id=sid, text=sentence, topic=topics[sentence], split=split,
-                        voice=f"sw+{VOICE_VARIANTS[variant]}",
-                        speed=int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1)),
-                        pitch=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
-                        file_name=f"{sid}_{k}.flac",
+                        sentence_id=f"s{index:05d}", text=sentence, topic=topics[sentence], split=split,
+                        domain=domain, speaker=voices[v], voice=f"sw+{voices[v]}", speed=speed, pitch=pitch,
+                        telephone=telephone, snr_db=snr, noise_seed=int(rng.integers(2**31)),
+                        file_name=f"s{index:05d}_{k}.flac",
                     )
                 )  # fmt: skip
     return plans
@@ -243,8 +299,29 @@ def _trim_silence(audio: np.ndarray, threshold: float = 1e-3, margin: int = 1600
     return audio[max(0, loud[0] - margin) : loud[-1] + margin + 1]
 
 
-def _synthesize_clip(plan: ClipPlan) -> np.ndarray:
-    """float32 mono at 16 kHz, peak-normalised to 0.9."""
+def degrade(audio: np.ndarray, *, telephone: bool, snr_db: float | None, seed: int) -> np.ndarray:
+    """The target domain's channel: optional telephone band-pass, then coloured noise at ``snr_db``.
+
+    Deterministic given ``seed``; the noise is white noise through a one-pole low-pass (more energy low, as
+    room and line noise have), scaled to the requested signal-to-noise ratio of the (filtered) speech.
+    """
+    from scipy.signal import butter, lfilter, sosfiltfilt
+
+    out = audio.astype(np.float64)
+    if telephone:
+        sos = butter(4, TELEPHONE_BAND, btype="bandpass", fs=SAMPLING_RATE, output="sos")
+        out = sosfiltfilt(sos, out)
+    if snr_db is not None:
+        rng = np.random.default_rng(seed)
+        noise = lfilter([1.0], [1.0, -0.7], rng.standard_normal(out.shape[0]))
+        signal_power = float(np.mean(out**2)) or 1e-12
+        noise *= np.sqrt(signal_power / (10 ** (snr_db / 10)) / float(np.mean(noise**2)))
+        out = out + noise
+    return out.astype(np.float32)
+
+
+def _clean_clip(plan: ClipPlan) -> np.ndarray:
+    """float32 mono at 16 kHz, silence trimmed, before any degradation."""
     from scipy.signal import resample_poly
 
     with _ENGINE_LOCK:
@@ -253,29 +330,51 @@ def _synthesize_clip(plan: ClipPlan) -> np.ndarray:
         source_rate = engine.sampling_rate
     gcd = np.gcd(SAMPLING_RATE, source_rate)
     audio = resample_poly(raw.astype(np.float32) / 32768.0, SAMPLING_RATE // gcd, source_rate // gcd)
-    audio = _trim_silence(audio.astype(np.float32))
+    return _trim_silence(audio.astype(np.float32))
+
+
+def _synthesize_clip(plan: ClipPlan) -> np.ndarray:
+    """The clip as stored: clean (source) or degraded (target), peak-normalised to 0.9."""
+    audio = _clean_clip(plan)
+    if plan.domain == "target":
+        audio = degrade(audio, telephone=plan.telephone, snr_db=plan.snr_db, seed=plan.noise_seed)
     peak = float(np.abs(audio).max())
     return (audio * (0.9 / peak) if peak > 0 else audio).astype(np.float32)
 
 
-def _write_corpus(folder: Path, plans: list[ClipPlan]) -> dict[str, int]:
+def _encode(plan: ClipPlan) -> tuple[bytes, float]:
     import soundfile as sf
 
-    counts = {}
-    for split in SPLITS:
-        (folder / split).mkdir(parents=True)
-        rows = []
-        for plan in (p for p in plans if p.split == split):
-            audio = _synthesize_clip(plan)
-            encoded = io.BytesIO()  # in memory: writing to a file makes libsndfile fsync every clip
-            sf.write(encoded, audio, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
-            (folder / split / plan.file_name).write_bytes(encoded.getvalue())
-            row = {k: v for k, v in asdict(plan).items() if k != "split"}
-            rows.append({**row, "duration": round(len(audio) / SAMPLING_RATE, 4)})
-        with open(folder / split / "metadata.jsonl", "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        counts[split] = len(rows)
-    return counts
+    audio = _synthesize_clip(plan)
+    encoded = io.BytesIO()  # in memory: writing to a file makes libsndfile fsync every clip
+    sf.write(encoded, audio, SAMPLING_RATE, format="FLAC", subtype="PCM_16")
+    return encoded.getvalue(), round(len(audio) / SAMPLING_RATE, 4)
+
+
+def _write_corpus(folder: Path, plans: list[ClipPlan], workers: int) -> dict[str, list[dict]]:
+    """Synthesis is serialised (espeak has global state); resampling, filtering and FLAC run in threads."""
+    rows: dict[str, list[dict]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for split in SPLITS:
+            (folder / split).mkdir(parents=True)
+            group = [p for p in plans if p.split == split]
+            rows[split] = []
+            for plan, (data, duration) in zip(group, pool.map(_encode, group)):
+                (folder / split / plan.file_name).write_bytes(data)
+                row = {k: v for k, v in asdict(plan).items() if k not in ("split", "noise_seed")}
+                rows[split].append({**row, "duration": duration})
+            with open(folder / split / "metadata.jsonl", "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows[split])
+    return rows
+
+
+def _summary(rows: list[dict]) -> dict[str, Any]:
+    words = set().union(*(_words(r["text"]) for r in rows)) if rows else set()
+    return {
+        "clips": len(rows), "hours": round(sum(r["duration"] for r in rows) / 3600, 3),
+        "sentences": len({r["sentence_id"] for r in rows}), "lexicon": len(words),
+        "speakers": sorted({r["speaker"] for r in rows}),
+    }  # fmt: skip
 
 
 def _read_info(folder: Path) -> dict[str, Any] | None:
@@ -308,19 +407,27 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
 def build_demo_corpus(
     output_dir: str | os.PathLike | None = None,
     *,
-    voices_per_sentence: int = 2,
+    sentences: int = DEFAULT_SENTENCES,
+    voices_per_sentence: int = 1,
     seed: int = 0,
     overwrite: bool = False,
     max_sentences: int | None = None,
+    workers: int = 2,
 ) -> Path:
     """Synthesise the corpus once and return its folder; later calls with the same parameters return at once.
 
-    ``max_sentences`` keeps only that many sentences (for quick tests). A folder holding a corpus built with
-    other parameters (or anything else) is never silently replaced: pass ``overwrite=True``. The build goes
-    to a temporary sibling folder that is renamed into place only when complete.
+    ``sentences`` distinct grammar sentences are split by sentence (see `split_sentences`);
+    ``max_sentences`` (for quick tests) replaces that number. ``voices_per_sentence`` > 1 gives each
+    ``sft_train`` sentence that many source speakers. A folder holding a corpus built with other parameters
+    (or anything else) is never silently replaced: pass ``overwrite=True``. The build goes to a temporary
+    sibling folder that is renamed into place only when complete.
     """
+    if max_sentences is not None:
+        if max_sentences < 1:
+            raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
+        sentences = max_sentences
     target = Path(output_dir).expanduser() if output_dir is not None else default_corpus_dir()
-    params = {"voices_per_sentence": voices_per_sentence, "seed": seed, "max_sentences": max_sentences}
+    params = {"sentences": sentences, "voices_per_sentence": voices_per_sentence, "seed": seed}
     info = _read_info(target)
     if info is not None and not overwrite:
         if info.get("params") == params:
@@ -331,11 +438,11 @@ def build_demo_corpus(
         raise FileExistsError(
             f"{target} exists and is not a demo corpus; pass overwrite=True or another output_dir"
         )
-    plans = _plan(voices_per_sentence, seed, max_sentences)
+    plans = _plan(seed, sentences, voices_per_sentence)
     with _ENGINE_LOCK:
         _engine()  # fail with the install hint before creating any folder
     print(
-        f"rlnf: building the Bambara demo corpus ({len(plans)} clips) in {target} ...",
+        f"rlnf: building the Bambara demo corpus v2 ({len(plans)} clips) in {target} ...",
         file=sys.stderr,
         flush=True,
     )
@@ -343,10 +450,23 @@ def build_demo_corpus(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         start = time.perf_counter()
-        counts = _write_corpus(tmp, plans)
+        rows = _write_corpus(tmp, plans, workers)
+        by_domain = {d: [r for s in SPLITS if SPLIT_DOMAIN[s] == d for r in rows[s]] for d in DOMAINS}
         info = {
-            "name": CORPUS_NAME, "params": params, "sampling_rate": SAMPLING_RATE, "clips": counts,
-            "sentences": len({p.sentence_id for p in plans}), "build_seconds": round(time.perf_counter() - start, 2),
+            "name": CORPUS_NAME, "params": params, "sampling_rate": SAMPLING_RATE,
+            "clips": {s: len(rows[s]) for s in SPLITS},
+            "splits": {s: {"domain": SPLIT_DOMAIN[s], **_summary(rows[s])} for s in SPLITS},
+            "domains": {d: _summary(by_domain[d]) for d in DOMAINS},
+            "total": _summary([r for s in SPLITS for r in rows[s]]),
+            "grammar_lexicon": len(lexicon_words()),
+            "sentences": len({p.sentence_id for p in plans}),
+            "build_seconds": round(time.perf_counter() - start, 2),
+            "domains_design": {
+                "source": {"voices": list(SOURCE_VOICES), "speed": SOURCE_SPEED, "pitch": SOURCE_PITCH, "channel": "clean"},
+                "target": {"rl_train_voices": list(TARGET_RL_VOICES), "test_voices": list(TARGET_TEST_VOICES),
+                           "speed": TARGET_SPEED, "pitch": TARGET_PITCH, "snr_db": TARGET_SNR_DB,
+                           "telephone_band_hz": TELEPHONE_BAND, "telephone_fraction": TELEPHONE_FRACTION},
+            },
             "synthesizer": "espeak-ng (GPL-3) via espeakng-loader, Swahili voice on respelled Bambara",
         }  # fmt: skip
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -355,6 +475,9 @@ def build_demo_corpus(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+_STRING_COLUMNS = ("text", "sentence_id", "speaker", "domain", "voice", "topic")
 
 
 def _load_split(folder: Path, split: str, embed_audio: bool) -> datasets.Dataset:
@@ -369,14 +492,14 @@ def _load_split(folder: Path, split: str, embed_audio: bool) -> datasets.Dataset
             for r in rows
         ],
     }  # fmt: skip
-    for key in ("text", "duration", "voice", "sentence_id", "topic", "speed", "pitch"):
+    for key in (*_STRING_COLUMNS, "duration", "speed", "pitch", "telephone", "snr_db"):
         columns[key] = [r[key] for r in rows]
     features = datasets.Features(
         {
             "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-            "text": datasets.Value("string"), "duration": datasets.Value("float64"),
-            "voice": datasets.Value("string"), "sentence_id": datasets.Value("string"),
-            "topic": datasets.Value("string"), "speed": datasets.Value("int32"), "pitch": datasets.Value("int32"),
+            **{key: datasets.Value("string") for key in _STRING_COLUMNS},
+            "duration": datasets.Value("float64"), "speed": datasets.Value("int32"), "pitch": datasets.Value("int32"),
+            "telephone": datasets.Value("bool"), "snr_db": datasets.Value("float64"),
         }
     )  # fmt: skip
     # Built as a plain struct and then cast: encoding straight into Audio would need torchcodec.
@@ -387,11 +510,12 @@ def _load_split(folder: Path, split: str, embed_audio: bool) -> datasets.Dataset
 def load_demo_corpus(
     split: str | None = None, *, cache_dir: str | os.PathLike | None = None, embed_audio: bool = False
 ) -> datasets.DatasetDict | datasets.Dataset:
-    """The demo corpus as ``datasets`` objects, building it on first use.
+    """The demo corpus v2 as ``datasets`` objects (splits :data:`SPLITS`), building it on first use.
 
     ``audio`` is an ``Audio(sampling_rate=16000, decode=False)`` column of ``{"path", "bytes"}`` dicts (no
     torchcodec needed; ``rlnf.audio.load_audio`` decodes them). ``bytes`` is None unless ``embed_audio``
-    (embed when the rows must outlive the cache folder, e.g. before ``save_to_disk``).
+    (embed when the rows must outlive the cache folder, e.g. before ``save_to_disk``). ``rl_train`` carries
+    its transcripts in ``text``; reference-free training must drop that column before use.
     """
     import datasets
 
