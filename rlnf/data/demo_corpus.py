@@ -154,7 +154,8 @@ def split_sentences(sentences: list[str], *, seed: int = 0) -> dict[str, list[st
     """Assign each sentence to exactly one split (order from a hash of (seed, sentence)).
 
     Held-out splits take :data:`_HELD_OUT` fractions; a test candidate with a word that ``sft_train`` never
-    says goes to ``sft_train`` instead, so test sentences are new combinations of words the policy can know.
+    says goes to ``sft_train`` instead, so test sentences are new combinations of words the policy can know
+    (the full build has enough candidates; a tiny test build fills up with the others).
     """
     ordered = sorted(dict.fromkeys(sentences), key=lambda s: _rank(seed, s))
     n = len(ordered)
@@ -168,8 +169,9 @@ def split_sentences(sentences: list[str], *, seed: int = 0) -> dict[str, list[st
         start += sizes[name]
     rest = ordered[start:]
     known = set().union(*(_words(s) for s in rest)) if rest else set()
-    eligible = [s for s in pool if _words(s) <= known] if n >= 8 else pool
-    out["test"] = eligible[: sizes["test"]]
+    eligible = [s for s in pool if _words(s) <= known]
+    # Tiny test builds may not have enough: fill up with the other candidates (still disjoint by sentence).
+    out["test"] = (eligible + [s for s in pool if s not in set(eligible)])[: sizes["test"]]
     chosen = set(out["test"])
     out["sft_train"] = rest + [s for s in pool if s not in chosen]
     return {name: out[name] for name in SPLITS}
