@@ -34,10 +34,19 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_policy():
-    texts = ["i ni ce", "an bɛ taa sugu la", "sanji bɛ na bi", "den fila bɛ yen", "i ni sɔgɔma", "a bɛ so kɔnɔ",
-             "ne tɔgɔ ye Fanta ye", "muso ni cɛ bɛ baara la"] * 3
-    return build_tiny_whisper(texts, d_model=64, layers=2, heads=2, max_source_positions=100,
-                              max_target_positions=32, vocab_size=300)
+    texts = [
+        "i ni ce",
+        "an bɛ taa sugu la",
+        "sanji bɛ na bi",
+        "den fila bɛ yen",
+        "i ni sɔgɔma",
+        "a bɛ so kɔnɔ",
+        "ne tɔgɔ ye Fanta ye",
+        "muso ni cɛ bɛ baara la",
+    ] * 3
+    return build_tiny_whisper(
+        texts, d_model=64, layers=2, heads=2, max_source_positions=100, max_target_positions=32, vocab_size=300
+    )
 
 
 @pytest.fixture
@@ -108,7 +117,8 @@ def snapshot(model) -> dict[str, torch.Tensor]:
 
 def changed(before: dict[str, torch.Tensor], model, prefix: str = "") -> set[str]:
     return {
-        name for name, p in model.named_parameters()
+        name
+        for name, p in model.named_parameters()
         if name.startswith(prefix) and not torch.equal(before[name], p.detach())
     }
 
@@ -123,17 +133,37 @@ def test_trl_version_and_overridden_signatures():
     expected = {
         "_tokenize_prompts": ["self", "prompts"],
         "_generate_and_score_completions": ["self", "inputs"],
-        "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields", "num_generations",
-                                  "has_tool_images"],
-        "_get_per_token_logps_and_entropies": ["self", "model", "input_ids", "attention_mask", "logits_to_keep",
-                                               "batch_size", "compute_entropy", "compute_aux_loss"],
+        "_generate_single_turn": [
+            "self",
+            "prompt_ids",
+            "images",
+            "multimodal_fields",
+            "num_generations",
+            "has_tool_images",
+        ],
+        "_get_per_token_logps_and_entropies": [
+            "self",
+            "model",
+            "input_ids",
+            "attention_mask",
+            "logits_to_keep",
+            "batch_size",
+            "compute_entropy",
+            "compute_aux_loss",
+        ],
         "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
         "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-        "evaluation_loop": ["self", "dataloader", "description", "prediction_loss_only", "ignore_keys",
-                            "metric_key_prefix"],
+        "evaluation_loop": [
+            "self",
+            "dataloader",
+            "description",
+            "prediction_loss_only",
+            "ignore_keys",
+            "metric_key_prefix",
+        ],
     }
     for name, params in expected.items():
-        assert name in vars(ASRGRPOTrainer), name
+        assert getattr(ASRGRPOTrainer, name) is not getattr(GRPOTrainer, name), name  # overridden (class or mixin)
         trl_params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
         assert trl_params[: len(params)] == params, (name, trl_params)
     # TRL builds the reference model through this module-level name; the trainer patches it.
@@ -144,18 +174,38 @@ def test_config_defaults_and_cli(tmp_path):
     args = ASRGRPOConfig(output_dir=str(tmp_path))
     assert (args.audio_column, args.reference_column, args.sampling_rate) == ("audio", "text", 16000)
     assert (args.language, args.task, args.predict_timestamps, args.pad_features_to) == (
-        None, "transcribe", False, "model")
+        None,
+        "transcribe",
+        False,
+        "model",
+    )
     assert (args.max_completion_length, args.temperature, args.beta, args.num_generations) == (128, 1.0, 0.04, 8)
     assert args.gradient_checkpointing is False
     assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     own = [f for f in ASRGRPOConfig.__dataclass_fields__.values() if f.name not in trl.GRPOConfig.__dataclass_fields__]
     assert own and all(f.metadata.get("help") for f in own)
     (parsed,) = TrlParser(ASRGRPOConfig).parse_args_into_dataclasses(
-        ["--output_dir", str(tmp_path), "--audio_column", "speech", "--language", "fr", "--freeze_encoder", "true",
-         "--pad_features_to", "30s", "--reference_column", "None"]
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--audio_column",
+            "speech",
+            "--language",
+            "fr",
+            "--freeze_encoder",
+            "true",
+            "--pad_features_to",
+            "30s",
+            "--reference_column",
+            "None",
+        ]
     )
     assert (parsed.audio_column, parsed.language, parsed.freeze_encoder, parsed.pad_features_to) == (
-        "speech", "fr", True, "30s")
+        "speech",
+        "fr",
+        True,
+        "30s",
+    )
     assert parsed.reference_column is None
 
 
@@ -178,8 +228,13 @@ def test_full_finetuning_with_kl_runs_encoder_once_per_clip(tmp_path, policy, au
     suppressed = list(range(100, 250))  # the checkpoint's generation config is honoured when sampling
     model.generation_config.suppress_tokens = suppressed
     reward = AudioCheckingReward()
-    trainer = ASRGRPOTrainer(model, [wer_reward, reward], args=make_args(tmp_path, beta=0.04),
-                             train_dataset=audio_dataset, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        [wer_reward, reward],
+        args=make_args(tmp_path, beta=0.04),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
     policy_calls = encoder_batch_sizes(trainer.model)
     reference_calls = encoder_batch_sizes(trainer.ref_model)
     before = snapshot(trainer.model)
@@ -209,8 +264,14 @@ def test_lora_with_kl_uses_base_model_as_reference(tmp_path, policy, audio_datas
 
     model, processor = policy
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
-    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, beta=0.04, max_steps=1),
-                             train_dataset=audio_dataset, processing_class=processor, peft_config=lora)
+    trainer = ASRGRPOTrainer(
+        model,
+        AudioCheckingReward(),
+        args=make_args(tmp_path, beta=0.04, max_steps=1),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+        peft_config=lora,
+    )
     assert trainer.ref_model is None  # TRL disables the adapters for the reference pass
     calls = encoder_batch_sizes(trainer.model)
     before = snapshot(trainer.model)
@@ -228,9 +289,14 @@ def test_gradient_checkpointing(tmp_path, policy, audio_dataset, lora):
 
     model, processor = policy
     peft = LoraConfig(r=4, lora_alpha=8, target_modules=["k_proj", "v_proj"]) if lora else None
-    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, max_steps=1, beta=0.0,
-                                                                           gradient_checkpointing=True),
-                             train_dataset=audio_dataset, processing_class=processor, peft_config=peft)
+    trainer = ASRGRPOTrainer(
+        model,
+        AudioCheckingReward(),
+        args=make_args(tmp_path, max_steps=1, beta=0.0, gradient_checkpointing=True),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+        peft_config=peft,
+    )
     before = snapshot(trainer.model)
     trainer.train()
     assert changed(before, trainer.model)
@@ -239,9 +305,13 @@ def test_gradient_checkpointing(tmp_path, policy, audio_dataset, lora):
 
 def test_frozen_encoder_is_run_once_per_clip_per_step(tmp_path, policy, audio_dataset):
     model, processor = policy
-    trainer = ASRGRPOTrainer(model, AudioCheckingReward(), args=make_args(tmp_path, beta=0.04, max_steps=1,
-                                                                           freeze_encoder=True),
-                             train_dataset=audio_dataset, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        AudioCheckingReward(),
+        args=make_args(tmp_path, beta=0.04, max_steps=1, freeze_encoder=True),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
     calls = encoder_batch_sizes(trainer.model)
     reference_calls = encoder_batch_sizes(trainer.ref_model)
     before = snapshot(trainer.model)
@@ -255,8 +325,7 @@ def test_buffered_generation_shuffled_micro_batches(tmp_path, policy, audio_data
     """steps_per_generation=2 and num_iterations=2: TRL shuffles and splits the generation batch and computes
     old log-probs; every pass still encodes each clip of its rows once."""
     model, processor = policy
-    args = make_args(tmp_path, per_device_train_batch_size=G, gradient_accumulation_steps=2, num_iterations=2,
-                     beta=0.0)
+    args = make_args(tmp_path, per_device_train_batch_size=G, gradient_accumulation_steps=2, num_iterations=2, beta=0.0)
     reward = AudioCheckingReward()  # still sees the whole generation batch: 8 rows, 2 clips
     trainer = ASRGRPOTrainer(model, reward, args=args, train_dataset=audio_dataset, processing_class=processor)
     calls = encoder_batch_sizes(trainer.model)
@@ -272,8 +341,9 @@ def test_log_probs_and_encoder_gradients_match_a_plain_per_row_forward(tmp_path,
     """The per-clip encoder and cross-attention shortcuts change the cost, not the numbers."""
 
     model, processor = policy
-    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
-                             processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset, processing_class=processor
+    )
     trainer.model.train()
     rows, clips, _ = trainer._collect_clips([audio_dataset[i] for i in (1, 0, 1, 2, 0, 1, 2)])
     assert clips.features.shape[0] == 3 and clips.clip_of_row.tolist() == [0, 1, 0, 2, 1, 0, 2]
@@ -286,13 +356,15 @@ def test_log_probs_and_encoder_gradients_match_a_plain_per_row_forward(tmp_path,
 
     trainer._clip_batch = clips
     logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
-        trainer.model, ids, mask, logits_to_keep=6, batch_size=3, compute_entropy=True)
+        trainer.model, ids, mask, logits_to_keep=6, batch_size=3, compute_entropy=True
+    )
     logps.sum().backward()
     ours = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
     trainer.model.zero_grad()
 
-    logits = trainer.model(input_features=clips.features[clips.clip_of_row], decoder_input_ids=ids,
-                           decoder_attention_mask=mask).logits
+    logits = trainer.model(
+        input_features=clips.features[clips.clip_of_row], decoder_input_ids=ids, decoder_attention_mask=mask
+    ).logits
     plain = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, -6:] * mask[:, -6:]
     torch.testing.assert_close(logps, plain, atol=1e-5, rtol=1e-4)
     assert entropies.shape == logps.shape
@@ -300,8 +372,7 @@ def test_log_probs_and_encoder_gradients_match_a_plain_per_row_forward(tmp_path,
     encoder_grads = [n for n in ours if ".encoder." in n]
     assert encoder_grads
     for name in ours:
-        torch.testing.assert_close(ours[name], trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-3,
-                                   msg=name)
+        torch.testing.assert_close(ours[name], trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-3, msg=name)
 
 
 def test_save_and_resume_match_an_uninterrupted_run(tmp_path, policy, audio_dataset):
@@ -310,16 +381,22 @@ def test_save_and_resume_match_an_uninterrupted_run(tmp_path, policy, audio_data
     model, processor = policy
     initial = copy.deepcopy(model)
     args = make_args(tmp_path, beta=0.0, save_strategy="steps", save_steps=1)
-    straight = ASRGRPOTrainer(model, AudioCheckingReward(), args=args, train_dataset=audio_dataset,
-                              processing_class=processor)
+    straight = ASRGRPOTrainer(
+        model, AudioCheckingReward(), args=args, train_dataset=audio_dataset, processing_class=processor
+    )
     straight.train()
     checkpoint = tmp_path / "out" / "checkpoint-1"
     reloaded = WhisperProcessor.from_pretrained(checkpoint)  # the feature extractor is saved too
     assert len(reloaded.tokenizer) == len(processor.tokenizer)
     assert reloaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
 
-    resumed = ASRGRPOTrainer(initial, AudioCheckingReward(), args=make_args(tmp_path / "b", beta=0.0),
-                             train_dataset=audio_dataset, processing_class=processor)
+    resumed = ASRGRPOTrainer(
+        initial,
+        AudioCheckingReward(),
+        args=make_args(tmp_path / "b", beta=0.0),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert resumed.state.global_step == 2
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
@@ -340,8 +417,9 @@ def greedy_by_hand(model, processor, dataset, max_new_tokens=8) -> list[str]:
     model.eval()
     for row in dataset:
         audio = np.asarray(row["audio"]["array"], dtype=np.float32)
-        features = fe(audio, sampling_rate=16000, padding="max_length", max_length=200 * 160,
-                      return_tensors="pt").input_features
+        features = fe(
+            audio, sampling_rate=16000, padding="max_length", max_length=200 * 160, return_tensors="pt"
+        ).input_features
         ids = list(prefix)
         with torch.no_grad():
             for step in range(max_new_tokens):
@@ -351,15 +429,21 @@ def greedy_by_hand(model, processor, dataset, max_new_tokens=8) -> list[str]:
                 ids.append(int(logits.argmax()))
                 if ids[-1] == eos:
                     break
-        texts.append(tokenizer.decode(ids[len(prefix):], skip_special_tokens=True))
+        texts.append(tokenizer.decode(ids[len(prefix) :], skip_special_tokens=True))
     return texts
 
 
 def test_eval_reports_greedy_corpus_wer_and_cer(tmp_path, policy, audio_dataset):
     model, processor = policy
     reference = copy.deepcopy(model)
-    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, eval_sampled_rewards=False),
-                             train_dataset=audio_dataset, eval_dataset=audio_dataset, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, eval_sampled_rewards=False),
+        train_dataset=audio_dataset,
+        eval_dataset=audio_dataset,
+        processing_class=processor,
+    )
     metrics = trainer.evaluate()
     hypotheses = greedy_by_hand(reference, processor, audio_dataset)
     references = list(audio_dataset["text"])
@@ -370,8 +454,14 @@ def test_eval_reports_greedy_corpus_wer_and_cer(tmp_path, policy, audio_dataset)
 
 def test_eval_with_sampled_rewards_and_wav_paths(tmp_path, policy, wav_dataset):
     model, processor = policy
-    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=wav_dataset,
-                             eval_dataset={"dev": wav_dataset}, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path),
+        train_dataset=wav_dataset,
+        eval_dataset={"dev": wav_dataset},
+        processing_class=processor,
+    )
     metrics = trainer.evaluate()
     assert {"eval_dev_wer", "eval_dev_cer", "eval_dev_loss"} <= set(metrics)
     assert "eval_rewards/wer_reward/mean" in trainer.state.log_history[-1]  # TRL's sampled metrics, logged by TRL
@@ -386,21 +476,38 @@ def test_missing_columns_are_named(tmp_path, policy, audio_dataset):
     model, processor = policy
     args = make_args(tmp_path)
     with pytest.raises(ValueError, match=r"no audio column 'speech'.*\['audio', 'text'\]"):
-        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, audio_column="speech"),
-                       train_dataset=audio_dataset, processing_class=processor)
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path, audio_column="speech"),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
     with pytest.raises(ValueError, match=r"no reference column 'text'.*reference_column=None"):
-        ASRGRPOTrainer(model, wer_reward, args=args, train_dataset=audio_dataset.remove_columns("text"),
-                       processing_class=processor)
+        ASRGRPOTrainer(
+            model, wer_reward, args=args, train_dataset=audio_dataset.remove_columns("text"), processing_class=processor
+        )
     with pytest.raises(ValueError, match=r"eval_dataset has no reference column"):
-        ASRGRPOTrainer(model, wer_reward, args=args, train_dataset=audio_dataset,
-                       eval_dataset=audio_dataset.rename_column("text", "sentence"), processing_class=processor)
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=args,
+            train_dataset=audio_dataset,
+            eval_dataset=audio_dataset.rename_column("text", "sentence"),
+            processing_class=processor,
+        )
 
 
 def test_completion_length_must_fit_the_decoder(tmp_path, policy, audio_dataset):
     model, processor = policy
     with pytest.raises(ValueError, match=r"max_completion_length=30 plus the 3-token decoder prefix exceeds.*32"):
-        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, max_completion_length=30),
-                       train_dataset=audio_dataset, processing_class=processor)
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path, max_completion_length=30),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
 
 
 def test_num_generations_must_divide_the_batch(tmp_path):
@@ -411,11 +518,21 @@ def test_num_generations_must_divide_the_batch(tmp_path):
 def test_wrong_policy_and_processor_types(tmp_path, policy, audio_dataset):
     model, processor = policy
     with pytest.raises(TypeError, match="feature extractor and a tokenizer"):
-        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
-                       processing_class=processor.tokenizer)
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path),
+            train_dataset=audio_dataset,
+            processing_class=processor.tokenizer,
+        )
     with pytest.raises(TypeError, match="speech encoder-decoder"):
-        ASRGRPOTrainer(torch.nn.Linear(2, 2), wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset,
-                       processing_class=processor)
+        ASRGRPOTrainer(
+            torch.nn.Linear(2, 2),
+            wer_reward,
+            args=make_args(tmp_path),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
 
 
 def test_undecodable_audio_names_the_row(tmp_path, policy, wav_dataset):
@@ -423,8 +540,13 @@ def test_undecodable_audio_names_the_row(tmp_path, policy, wav_dataset):
     paths = list(wav_dataset["audio"])
     paths[2] = str(tmp_path / "missing.wav")
     broken = Dataset.from_dict({"audio": paths, "text": list(wav_dataset["text"])})
-    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, shuffle_dataset=False),
-                             train_dataset=broken, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, shuffle_dataset=False),
+        train_dataset=broken,
+        processing_class=processor,
+    )
     with pytest.raises(UndecodableAudioError, match=r"dataset row 2.*missing\.wav.*skip_undecodable_audio"):
         trainer.train()
 
@@ -434,9 +556,13 @@ def test_undecodable_audio_can_be_skipped(tmp_path, policy, wav_dataset):
     paths = list(wav_dataset["audio"])
     paths[0] = str(tmp_path / "missing.wav")
     broken = Dataset.from_dict({"audio": paths, "text": list(wav_dataset["text"])})
-    trainer = ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path, shuffle_dataset=False, max_steps=1,
-                                                                skip_undecodable_audio=True),
-                             train_dataset=broken, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, shuffle_dataset=False, max_steps=1, skip_undecodable_audio=True),
+        train_dataset=broken,
+        processing_class=processor,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.train()
@@ -450,7 +576,12 @@ def test_failing_reward_names_function_and_step(tmp_path, policy, audio_dataset)
     def flaky_reward(completions, **kwargs):
         raise KeyError("no such column")
 
-    trainer = ASRGRPOTrainer(model, [wer_reward, flaky_reward], args=make_args(tmp_path),
-                             train_dataset=audio_dataset, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model,
+        [wer_reward, flaky_reward],
+        args=make_args(tmp_path),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
     with pytest.raises(RewardFunctionError, match=r"'flaky_reward' raised KeyError at global step 0"):
         trainer.train()

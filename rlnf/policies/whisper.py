@@ -16,8 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, GenerationMixin
+from accelerate.utils import extract_model_from_parallel
+from torch import nn
+from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput
+
+from .base import ClipBatch, PolicyOptions, SpeechPolicy, has_adapters, peft_base, register_policy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\s*$")
 
@@ -29,7 +33,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\s*$")
 
 def _token_id(tokenizer: Any, token: str, what: str) -> int:
     if token not in tokenizer.get_vocab():
-        raise ValueError(f"the tokenizer has no {what} token {token!r}; its special tokens: {tokenizer.all_special_tokens}")
+        raise ValueError(
+            f"the tokenizer has no {what} token {token!r}; its special tokens: {tokenizer.all_special_tokens}"
+        )
     return int(tokenizer.convert_tokens_to_ids(token))
 
 
@@ -110,7 +116,9 @@ def feature_frames(model_config: Any, feature_extractor: Any, pad_features_to: s
     else:
         match = _DURATION.match(str(pad_features_to))
         if not match:
-            raise ValueError(f"pad_features_to must be 'model', 'longest' or a duration like '30s', got {pad_features_to!r}")
+            raise ValueError(
+                f"pad_features_to must be 'model', 'longest' or a duration like '30s', got {pad_features_to!r}"
+            )
         frames = int(round(float(match.group(1)) * rate / hop))
     if fixed is not None and frames != fixed:
         raise ValueError(
@@ -145,11 +153,15 @@ def extract_features(feature_extractor: Any, waveforms: Sequence[np.ndarray], fr
 
 def generation_model(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (its LoRA layers stay active)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    return peft_base(model)
 
 
 def generate_from_encoder(
-    model: Any, encoder_hidden: torch.Tensor, prefix_ids: Sequence[int], generation_config: GenerationConfig
+    model: Any,
+    encoder_hidden: torch.Tensor,
+    prefix_ids: Sequence[int],
+    generation_config: GenerationConfig,
+    **overrides: Any,
 ) -> torch.Tensor:
     """``[rows, len(prefix) + new]`` token ids, prefix included, for precomputed encoder states ``[rows, T, D]``.
 
@@ -166,6 +178,7 @@ def generate_from_encoder(
         decoder_input_ids=prefix,
         decoder_attention_mask=torch.ones_like(prefix),
         generation_config=generation_config,
+        **overrides,
     )
 
 
@@ -181,7 +194,336 @@ def completion_ids(sequences: torch.Tensor, prefix_length: int, eos_token_ids: S
 
 
 # --------------------------------------------------------------------------------------------------
-# Greedy transcription and error rates
+# Clip-only work once per clip inside a decoder pass over G rows per clip
+# --------------------------------------------------------------------------------------------------
+
+
+class ClipHooks:
+    """Forward hooks that make a decoder pass over G rows per clip do the clip-only work once per clip.
+
+    * encoder (``encoder=True``): the model's own forward runs the encoder on the unique clips; a hook expands
+      its output to the rows, so gradients still reach a trainable encoder and DDP/FSDP see one forward.
+    * cross-attention keys/values: they depend on the clip only, yet the decoder projects the encoder states
+      of every row. A pre-hook on each ``encoder_attn.k_proj``/``v_proj`` keeps one row per clip and a hook
+      expands the projection back: the projections (2 x layers matmuls over every encoder frame) cost 1/G
+      when G = 8. Inactive when every row is its own clip.
+    """
+
+    def __init__(self, model: nn.Module, clip_of_row: torch.Tensor, *, encoder: bool):
+        self.clip_of_row = clip_of_row
+        self.rows = clip_of_row.numel()
+        first: dict[int, int] = {}
+        for row, clip in enumerate(clip_of_row.tolist()):
+            first.setdefault(clip, row)
+        self.first_rows = torch.tensor(list(first.values()), dtype=torch.long, device=clip_of_row.device)
+        position = {clip: i for i, clip in enumerate(first)}  # clip -> its row among the kept rows
+        self.kept_of_row = torch.tensor([position[c] for c in clip_of_row.tolist()], device=clip_of_row.device)
+        self.handles: list[Any] = []
+        self._active: set[int] = set()
+        if encoder:
+            self.handles.append(model.get_encoder().register_forward_hook(self._expand_encoder))
+        if len(first) < self.rows:
+            for name, module in model.get_decoder().named_modules():
+                if name.endswith(("encoder_attn.k_proj", "encoder_attn.v_proj")):
+                    self.handles.append(module.register_forward_pre_hook(self._keep_one_row_per_clip))
+                    self.handles.append(module.register_forward_hook(self._expand_projection))
+
+    def _expand_encoder(self, _module: nn.Module, _args: Any, output: Any) -> BaseModelOutput:
+        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        return BaseModelOutput(last_hidden_state=hidden.index_select(0, self.clip_of_row.to(hidden.device)))
+
+    def _keep_one_row_per_clip(self, module: nn.Module, args: tuple) -> tuple | None:
+        states = args[0]
+        if states.shape[0] != self.rows:  # not this pass's rows: leave it alone
+            return None
+        self._active.add(id(module))
+        return (states.index_select(0, self.first_rows.to(states.device)), *args[1:])
+
+    def _expand_projection(self, module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if id(module) not in self._active:
+            return None
+        self._active.discard(id(module))
+        return output.index_select(0, self.kept_of_row.to(output.device))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def clip_chunks(clip_of_row: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Row indices in chunks of whole clips (at most ``batch_size`` rows unless one clip has more), so no
+    clip's encoder runs twice in one pass."""
+    rows_of: dict[int, list[int]] = {}
+    for row, clip in enumerate(clip_of_row.tolist()):
+        rows_of.setdefault(clip, []).append(row)
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    for rows in rows_of.values():
+        if chunk and len(chunk) + len(rows) > batch_size:
+            chunks.append(chunk)
+            chunk = []
+        chunk.extend(rows)
+    if chunk:
+        chunks.append(chunk)
+    return [torch.tensor(c, dtype=torch.long, device=clip_of_row.device) for c in chunks]
+
+
+# --------------------------------------------------------------------------------------------------
+# The Whisper policy family
+# --------------------------------------------------------------------------------------------------
+
+
+@register_policy
+class WhisperPolicy(SpeechPolicy):
+    """Speech encoder-decoder policies (Whisper first): decoder prefix as the prompt, G samples per clip from
+    one encoder pass, decoder log-probs with the encoder and cross-attention K/V once per clip.
+
+    Built once: the decoder prefix, the feature window, the suppressed tokens and the greedy generation config
+    (``__init__``), the sampling config (``configure_sampling``). Each option is validated here, once.
+    """
+
+    family = "whisper"
+    description = "speech encoder-decoder models (AutoModelForSpeechSeq2Seq, e.g. Whisper) that take input_features"
+    auto_model_class = AutoModelForSpeechSeq2Seq
+
+    def __init__(self, model: nn.Module, processor: Any, options: PolicyOptions):
+        super().__init__(model, processor, options)
+        base = peft_base(model)
+        self.config = base.config
+        self.prompt_ids = decoder_prefix_ids(self.tokenizer, options.language, options.task, options.predict_timestamps)
+        self.eos_token_ids = [int(self.tokenizer.eos_token_id)]
+        self.frames = feature_frames(self.config, self.feature_extractor, options.pad_features_to)
+        self.decoder_positions = getattr(self.config, "max_target_positions", None)
+        if (
+            self.decoder_positions is not None
+            and options.max_completion_length is not None
+            and len(self.prompt_ids) + options.max_completion_length > self.decoder_positions
+        ):
+            raise ValueError(
+                f"max_completion_length={options.max_completion_length} plus the {len(self.prompt_ids)}-token decoder "
+                f"prefix exceeds the decoder's max_target_positions={self.decoder_positions}; set "
+                f"max_completion_length <= {self.decoder_positions - len(self.prompt_ids)}"
+            )
+        self.suppress_tokens, self.begin_suppress_tokens = suppressed_tokens(
+            base, self.tokenizer, options.predict_timestamps
+        )
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else self.eos_token_ids[0])
+        self.greedy_config = GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_length=self._max_length(options.max_completion_length or 128),  # not max_new_tokens: clashes
+            eos_token_id=self.eos_token_ids,  # with the checkpoint's max_length
+            pad_token_id=self.pad_token_id,
+            decoder_start_token_id=self.prompt_ids[0],
+            suppress_tokens=self.suppress_tokens or None,
+            begin_suppress_tokens=self.begin_suppress_tokens or None,
+            disable_compile=True,
+        )
+        self.sampling_config: GenerationConfig | None = None
+
+    # ---- family selection ----------------------------------------------------------------------
+
+    @classmethod
+    def accepts(cls, model: Any) -> bool:
+        base = peft_base(model)
+        return bool(
+            getattr(getattr(base, "config", None), "is_encoder_decoder", False)
+            and hasattr(base, "get_encoder")
+            and getattr(base, "main_input_name", None) == "input_features"
+        )
+
+    @classmethod
+    def accepts_config(cls, config: Any) -> bool:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+
+        return bool(getattr(config, "is_encoder_decoder", False)) and (
+            getattr(config, "model_type", None) in MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+        )
+
+    # ---- checks --------------------------------------------------------------------------------
+
+    def check_args(self, args: Any) -> None:
+        if getattr(args, "cast_lm_head_to_fp32", False):
+            raise ValueError(
+                "cast_lm_head_to_fp32=True is not supported for Whisper policies: TRL casts a module named "
+                "'lm_head', and Whisper's output projection is 'proj_out', tied to the decoder's token embeddings. "
+                "Set cast_lm_head_to_fp32=False (the log-probs are computed in chunks by TRL's fused head)."
+            )
+        spec = self.config
+        if getattr(spec, "apply_spec_augment", False) and (
+            getattr(spec, "mask_time_prob", 0) > 0 or getattr(spec, "mask_feature_prob", 0) > 0
+        ):
+            raise ValueError(
+                "the policy's config has apply_spec_augment=True: SpecAugment masks the input features at random "
+                "in training mode, so the loss pass would score each transcript under other audio than it was "
+                "sampled from (wrong ratios and KL). Set model.config.apply_spec_augment = False for RL."
+            )
+
+    def check_peft_config(self, peft_config: Any) -> None:
+        if peft_config is None:
+            return
+        if getattr(peft_config, "task_type", None) is not None:
+            raise ValueError(
+                f"peft_config.task_type={peft_config.task_type!r}: PEFT's task wrappers break the Whisper forward "
+                "(duplicate input_ids). Use a LoraConfig without task_type."
+            )
+        targets = getattr(peft_config, "target_modules", None) or []
+        if "proj_out" in (targets if not isinstance(targets, str) else [targets]):
+            raise ValueError(
+                "LoRA on proj_out is not supported: the log-probs read proj_out.weight directly, so the "
+                "adapter would never train. Remove 'proj_out' from target_modules."
+            )
+
+    def prepare_model(self, model: nn.Module) -> None:
+        encoder = peft_base(model).get_encoder()
+        if self.options.freeze_encoder:
+            encoder.requires_grad_(False)
+        # A frozen encoder without adapters gives the same states for policy, old policy and reference:
+        # compute them once per clip at generation time and reuse them in every pass.
+        self.share_encoder_states = self.options.freeze_encoder and not has_adapters(encoder)
+
+    # ---- audio -----------------------------------------------------------------------------------
+
+    def clip_inputs(self, waveforms: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype) -> dict:
+        features = extract_features(self.feature_extractor, waveforms, self.frames)
+        return {"input_features": features.to(device, dtype)}
+
+    @staticmethod
+    def input_dtype(model: nn.Module) -> torch.dtype:
+        return next(peft_base(model).get_encoder().parameters()).dtype
+
+    def _max_length(self, new_tokens: int) -> int:
+        """Prefix + ``new_tokens``, never more positions than the decoder has (tiny policies have 64)."""
+        length = len(self.prompt_ids) + int(new_tokens)
+        return min(length, int(self.decoder_positions)) if self.decoder_positions is not None else length
+
+    # ---- sampling --------------------------------------------------------------------------------
+
+    def configure_sampling(self, generation_kwargs: dict[str, Any], overrides: dict[str, Any] | None = None) -> None:
+        """TRL's sampling settings plus what Whisper needs: the decoder start and the checkpoint's suppressed
+        tokens (timestamps too, unless predicted); ``overrides`` (``args.generation_kwargs``) still win."""
+        extra = {
+            "decoder_start_token_id": self.prompt_ids[0],
+            "suppress_tokens": self.suppress_tokens or None,
+            "begin_suppress_tokens": self.begin_suppress_tokens or None,
+            # The prefix has a fixed length: a total length says the same as max_new_tokens without clashing
+            # with the checkpoint's own max_length (transformers warns on every call otherwise).
+            "max_new_tokens": None,
+            "max_length": len(self.prompt_ids) + (self.options.max_completion_length or 128),
+        }
+        self.generation_kwargs = {**generation_kwargs, **extra, **(overrides or {})}
+        self.sampling_config = GenerationConfig(**self.generation_kwargs, disable_compile=True)
+
+    def encode(self, model: nn.Module, clips: ClipBatch) -> torch.Tensor:
+        """THE encoder call of generation: once per unique clip."""
+        return peft_base(model).get_encoder()(**clips.inputs).last_hidden_state
+
+    def sample(self, model: nn.Module, clips: ClipBatch) -> list[list[int]]:
+        if self.sampling_config is None:
+            raise RuntimeError("configure_sampling() must be called before sample()")
+        states = self.encode(model, clips)  # encoder: once per unique clip ...
+        if self.share_encoder_states:
+            clips.encoder_states = states
+        hidden = states.index_select(0, clips.clip_of_row)  # ... expanded to its G samples
+        hooks = ClipHooks(peft_base(model), clips.clip_of_row, encoder=False)  # cross-attention K/V per clip
+        try:
+            sequences = generate_from_encoder(model, hidden, self.prompt_ids, self.sampling_config)
+        finally:
+            hooks.remove()
+        return completion_ids(sequences, len(self.prompt_ids), self.eos_token_ids)
+
+    # ---- scoring ---------------------------------------------------------------------------------
+
+    def log_probs(
+        self,
+        model: nn.Module,
+        clips: ClipBatch,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        *,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        hook_sink: list | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder log-probs of the completions given the audio; encoder once per unique clip per pass.
+
+        The prefix may be left-padded (TRL's ``pad_to_multiple_of``): decoder positions count real tokens only,
+        as at sampling time (Whisper's positions are learned, so a shift changes every log-prob).
+        """
+        core = peft_base(extract_model_from_parallel(model))
+        parts: list[tuple[torch.Tensor, Any]] = []
+        for rows in clip_chunks(clips.clip_of_row, batch_size or input_ids.size(0)):
+            ids, mask = input_ids[rows], attention_mask[rows]
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            chunk, _ = clips.subset(rows)
+            kwargs: dict[str, Any] = {
+                "decoder_input_ids": ids,
+                "decoder_attention_mask": mask,
+                "decoder_position_ids": positions,
+                "labels": labels,
+                "fused_lm_head": True,
+            }
+            shared = chunk.encoder_states is not None  # frozen encoder: reuse the states from generation
+            hooks = ClipHooks(core, chunk.clip_of_row, encoder=not shared)
+            try:
+                if shared:
+                    hidden = chunk.encoder_states.index_select(0, chunk.clip_of_row)
+                    outputs = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), **kwargs)
+                else:  # the encoder runs once per unique clip inside the forward; ClipHooks expands its output
+                    outputs = model(**chunk.inputs, **kwargs)
+            finally:
+                if hook_sink is not None and torch.is_grad_enabled():
+                    hook_sink.append(hooks)  # backward may recompute checkpointed layers: keep the hooks
+                else:
+                    hooks.remove()
+            parts.append((rows, outputs))
+        order = torch.cat([rows for rows, _ in parts]).argsort()
+        logps = torch.cat([out.log_probs[:, -logits_to_keep:] for _, out in parts])[order]
+        entropies = None
+        if compute_entropy:
+            entropies = torch.cat([out.entropy[:, -logits_to_keep:] for _, out in parts])[order]
+        return logps, entropies
+
+    # ---- greedy decoding -------------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        model: nn.Module,
+        waveforms: Sequence[np.ndarray],
+        *,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        overrides = {} if max_new_tokens is None else {"max_length": self._max_length(max_new_tokens)}
+        device = next(model.parameters()).device
+        dtype = self.input_dtype(model)
+        was_training = model.training
+        model.eval()
+        texts: list[str] = []
+        try:
+            for start in range(0, len(waveforms), batch_size):
+                chunk = ClipBatch(
+                    self.clip_inputs(waveforms[start : start + batch_size], device, dtype),
+                    torch.arange(len(waveforms[start : start + batch_size]), device=device),
+                )
+                with torch.no_grad():
+                    sequences = generate_from_encoder(
+                        model, self.encode(model, chunk), self.prompt_ids, self.greedy_config, **overrides
+                    )
+                ids = completion_ids(sequences, len(self.prompt_ids), self.eos_token_ids)
+                texts.extend(self.tokenizer.batch_decode(ids, skip_special_tokens=True))
+        finally:
+            model.train(was_training)
+        return texts
+
+
+# --------------------------------------------------------------------------------------------------
+# Greedy transcription (recipes, evaluation)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -202,51 +544,26 @@ def transcribe(
     """Greedy transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads)."""
     from rlnf.audio import load_audio
 
-    tokenizer, feature_extractor = processor.tokenizer, processor.feature_extractor
-    rate = sampling_rate or int(feature_extractor.sampling_rate)
-    prefix = decoder_prefix_ids(tokenizer, language, task, predict_timestamps)
-    frames = feature_frames(model.config, feature_extractor, pad_features_to)
-    suppress, begin_suppress = suppressed_tokens(generation_model(model), tokenizer, predict_timestamps)
-    eos = [int(tokenizer.eos_token_id)]
-    # Never ask for more positions than the decoder has (tiny policies have 64, Whisper 448).
-    decoder_positions = getattr(generation_model(model).config, "max_target_positions", None)
-    max_length = len(prefix) + max_new_tokens
-    if decoder_positions is not None:
-        max_length = min(max_length, int(decoder_positions))
-    config = GenerationConfig(
-        do_sample=False,
-        num_beams=1,
-        max_length=max_length,  # not max_new_tokens: it clashes with the checkpoint's max_length
-        eos_token_id=eos,
-        pad_token_id=int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]),
-        decoder_start_token_id=prefix[0],
-        suppress_tokens=suppress or None,
-        begin_suppress_tokens=begin_suppress or None,
-        disable_compile=True,
+    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
+    options = PolicyOptions(
+        sampling_rate=rate,
+        language=language,
+        task=task,
+        predict_timestamps=predict_timestamps,
+        pad_features_to=pad_features_to,
+        max_completion_length=None,
     )
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    was_training = model.training
-    model.eval()
-    texts: list[str] = []
-    try:
-        for start in range(0, len(audios), batch_size):
-            chunk = audios[start : start + batch_size]
-            waveforms = [
-                load_audio(a, rate, index=start + i, target_sampling_rate=rate) for i, a in enumerate(chunk)
-            ]
-            features = extract_features(feature_extractor, waveforms, frames).to(device, dtype)
-            with torch.no_grad():
-                hidden = generation_model(model).get_encoder()(input_features=features).last_hidden_state
-                sequences = generate_from_encoder(model, hidden, prefix, config)
-            ids = completion_ids(sequences, len(prefix), eos)
-            texts.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
-    finally:
-        model.train(was_training)
-    return texts
+    policy = WhisperPolicy(model, processor, options)
+    if device is not None:
+        model.to(device)
+    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
+    return policy.transcribe(model, waveforms, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
 __all__ = [
+    "ClipHooks",
+    "WhisperPolicy",
+    "clip_chunks",
     "completion_ids",
     "decoder_prefix_ids",
     "extract_features",

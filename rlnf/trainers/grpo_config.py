@@ -18,132 +18,65 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .speech_config import SpeechConfigMixin
+
 
 @dataclass
-class ASRGRPOConfig(GRPOConfig):
+class ASRGRPOConfig(SpeechConfigMixin, GRPOConfig):
     r"""Configuration for [`ASRGRPOTrainer`]: GRPO for speech-to-text policies (Whisper first).
 
-    Speech parameters:
-        audio_column (`str`, defaults to `"audio"`): dataset column with the clip.
-        reference_column (`str` or `None`, defaults to `"text"`): dataset column with the reference transcript.
-        sampling_rate (`int`, defaults to `16000`): rate the policy's feature extractor works at.
-        language / task / predict_timestamps: the decoder prefix (no language token by default).
-        pad_features_to (`str`, defaults to `"model"`): feature window, see the field's help.
-        freeze_encoder (`bool`, defaults to `False`): train the decoder only.
-        skip_undecodable_audio (`bool`, defaults to `False`): skip clips that fail to decode instead of raising.
-        eval_normalizer / eval_max_new_tokens / eval_sampled_rewards: greedy WER/CER evaluation.
+    The speech fields (``audio_column``, ``reference_column``, ``eval_reference_column``, ``sampling_rate``, the
+    decoder prefix, ``pad_features_to``, ``freeze_encoder``, ``skip_undecodable_audio``, evaluation) come from
+    `SpeechConfigMixin`, shared with the other speech trainers; the defaults below differ from TRL's.
     """
-
-    # ---- data ------------------------------------------------------------------------------------
-    audio_column: str = field(
-        default="audio",
-        metadata={"help": "Dataset column holding the audio: a path, bytes, an array, a {'array', 'sampling_rate'} "
-                  "or {'path'/'bytes'} dict, or a datasets AudioDecoder (anything rlnf.audio.load_audio reads)."},
-    )
-    reference_column: str | None = field(
-        default="text",
-        metadata={"help": "Dataset column holding the reference transcript (for reference-based rewards and the "
-                  "eval WER/CER). Set to None for reference-free training on unlabelled audio."},
-    )
-    sampling_rate: int = field(
-        default=16000,
-        metadata={"help": "Sampling rate of the policy's feature extractor. Every clip is resampled to it; bare "
-                  "arrays without a rate are taken to be at this rate."},
-    )
-    skip_undecodable_audio: bool = field(
-        default=False,
-        metadata={"help": "If True, a clip that cannot be decoded is skipped with a warning (its completions get "
-                  "no reward and no loss); if False (default), training stops with an error naming the row."},
-    )
-
-    # ---- decoder prefix --------------------------------------------------------------------------
-    language: str | None = field(
-        default=None,
-        metadata={"help": "Language token of the decoder prefix: a code ('fr'), a name ('french') or a literal "
-                  "token ('<|bm|>'). None (default) puts no language token: Whisper has no Bambara token."},
-    )
-    task: str | None = field(
-        default="transcribe",
-        metadata={"help": "Task token of the decoder prefix: 'transcribe', 'translate' or None (no task token)."},
-    )
-    predict_timestamps: bool = field(
-        default=False,
-        metadata={"help": "If False (default), the prefix ends with <|notimestamps|> and timestamp tokens are "
-                  "never sampled."},
-    )
-
-    # ---- features and encoder --------------------------------------------------------------------
-    pad_features_to: str = field(
-        default="model",
-        metadata={"help": "Feature window. 'model' (default): what the encoder expects (Whisper: exactly 2 x "
-                  "max_source_positions frames, i.e. 30 s for pretrained checkpoints and less for policies built "
-                  "for short inputs). 'longest': pad to the longest clip (encoders without a fixed window). A "
-                  "duration such as '30s' fixes the window; it must match a Whisper encoder."},
-    )
-    freeze_encoder: bool = field(
-        default=False,
-        metadata={"help": "Freeze the audio encoder and train the decoder only (as GRPO-for-ASR papers did). The "
-                  "encoder then runs once per clip per generation batch, shared by every pass."},
-    )
-
-    # ---- evaluation ------------------------------------------------------------------------------
-    eval_normalizer: str | None = field(
-        default="bambara",
-        metadata={"help": "Text normalisation before the eval WER/CER: 'bambara' (default), 'basic' or 'none'."},
-    )
-    eval_max_new_tokens: int | None = field(
-        default=None,
-        metadata={"help": "Token budget of greedy eval transcripts. None: max_completion_length."},
-    )
-    eval_sampled_rewards: bool = field(
-        default=True,
-        metadata={"help": "Also run TRL's sampled evaluation (rewards and loss over num_generations_eval samples "
-                  "per clip) next to the greedy WER/CER. Set False to report only eval_wer and eval_cer."},
-    )
 
     # ---- TRL defaults changed for speech recognition ---------------------------------------------
     max_completion_length: int | None = field(
         default=128,
-        metadata={"help": "Maximum number of sampled tokens per transcript (after the decoder prefix). Prefix + "
-                  "this must fit in the decoder (Whisper: max_target_positions = 448)."},
+        metadata={
+            "help": "Maximum number of sampled tokens per transcript (after the decoder prefix). Prefix + "
+            "this must fit in the decoder (Whisper: max_target_positions = 448)."
+        },
     )
     temperature: float = field(
         default=1.0,
-        metadata={"help": "Sampling temperature. Whisper samples greedily unless a temperature is set, so it is "
-                  "always passed to generation."},
+        metadata={
+            "help": "Sampling temperature. Whisper samples greedily unless a temperature is set, so it is "
+            "always passed to generation."
+        },
     )
     beta: float = field(
         default=0.04,
-        metadata={"help": "KL coefficient to the reference policy (0.04 was safe for ASR; 0 skips the reference "
-                  "model)."},
+        metadata={
+            "help": "KL coefficient to the reference policy (0.04 was safe for ASR; 0 skips the reference model)."
+        },
     )
     num_generations: int | None = field(
         default=8,
-        metadata={"help": "Transcripts sampled per clip (G). per_device_train_batch_size x processes x "
-                  "steps_per_generation must be a multiple of it."},
+        metadata={
+            "help": "Transcripts sampled per clip (G). per_device_train_batch_size x processes x "
+            "steps_per_generation must be a multiple of it."
+        },
     )
     bf16: bool | None = field(
         default=None,
-        metadata={"help": "bf16 mixed precision. None (default): on only where a CUDA device supports bf16 (TRL "
-                  "would turn it on everywhere, CPU included)."},
+        metadata={
+            "help": "bf16 mixed precision. None (default): on only where a CUDA device supports bf16 (TRL "
+            "would turn it on everywhere, CPU included)."
+        },
     )
     gradient_checkpointing: bool = field(
         default=False,
-        metadata={"help": "Recompute activations in the backward pass to save memory (TRL's default is True; off "
-                  "here because short transcripts rarely need it and it costs a forward pass)."},
+        metadata={
+            "help": "Recompute activations in the backward pass to save memory (TRL's default is True; off "
+            "here because short transcripts rarely need it and it costs a forward pass)."
+        },
     )
 
     def __post_init__(self) -> None:
-        for name in ("reference_column", "language", "task", "eval_normalizer"):  # the CLI gives strings
-            if isinstance(getattr(self, name), str) and getattr(self, name).lower() in ("none", "null", ""):
-                setattr(self, name, None)
+        self._check_speech_fields()
         if self.bf16 is None:
             self.bf16 = _bf16_available() and not self.fp16 and not self.use_cpu
-        if self.pad_features_to not in ("model", "longest") and not str(self.pad_features_to).endswith("s"):
-            raise ValueError(f"pad_features_to must be 'model', 'longest' or a duration like '30s', got "
-                             f"{self.pad_features_to!r}")
-        if self.task not in ("transcribe", "translate", None):
-            raise ValueError(f"task must be 'transcribe', 'translate' or None, got {self.task!r}")
         try:
             super().__post_init__()
         except ValueError as error:

@@ -1,0 +1,334 @@
+"""The seam between speech trainers and policy families: how a policy meets audio.
+
+A speech trainer (GRPO, RLOO, PPO) knows nothing about Whisper or CTC. It hands a `SpeechPolicy` the decoded
+clips of a batch and asks it for four things; the policy family (``whisper.py``, ``ctc.py`` ...) answers them.
+
+Contract of a `SpeechPolicy` (every family implements it; ``rlnf/trainers/speech.py`` is the only caller):
+
+* ``clip_inputs(waveforms, device, dtype) -> dict[str, Tensor]``: model inputs for each UNIQUE clip of the batch
+  (``{"input_features": [clips, n_mels, frames]}`` for Whisper, ``{"input_values", "attention_mask"}`` for a
+  wav2vec2 CTC model). The trainer wraps them in a `ClipBatch` with ``clip_of_row`` (which clip each row is).
+* ``prompt_ids``: the token ids TRL sees as every row's prompt (Whisper's decoder prefix; ``[]`` for CTC).
+* ``configure_sampling(generation_kwargs)``: called ONCE after TRL built its sampling settings (temperature,
+  top-k/p, ``max_length``...); the family builds its own sampling config from them and validates it there.
+* ``sample(model, clips) -> list[list[int]]``: one completion (token ids, no prompt, up to and including EOS)
+  per ROW of ``clips`` (G rows per clip). The encoder runs ONCE per unique clip; the trainer calls it under
+  ``torch.no_grad()``, the accelerator's autocast and the unwrapped model. A family whose clip-only states are
+  reusable (frozen encoder, no adapters: ``share_encoder_states``) stores them in ``clips.encoder_states``.
+* ``log_probs(model, clips, input_ids, attention_mask, logits_to_keep, *, batch_size, compute_entropy,
+  hook_sink) -> (logps [rows, logits_to_keep], entropies | None)``: per-token log-probs of the given
+  prompt+completion ids (TRL's layout: prompt left-padded, completion right-padded) under ``model`` (policy,
+  old policy or reference). The encoder runs ONCE per clip for all its rows, inside the model's own forward so
+  gradients and DDP/FSDP hooks see one ordinary forward. A sequence-level family (CTC: log p(y|x) by the
+  forward algorithm) spreads its sequence log-prob over the completion tokens and says so in its docstring.
+  Forward hooks the pass registers go to ``hook_sink`` when it is a list (the trainer removes them after
+  backward, which may recompute checkpointed layers); otherwise they are removed before returning.
+* ``transcribe(model, waveforms, *, batch_size, max_new_tokens) -> list[str]``: greedy transcripts (evaluation).
+* ``check_args(args)`` / ``check_peft_config(peft_config)``: refuse, with a message naming the option, what
+  the family cannot do correctly. ``prepare_model(model)``: called once with the model TRL will train (PEFT
+  wrapped or not): apply ``freeze_encoder`` and decide ``share_encoder_states``.
+
+A new family subclasses `SpeechPolicy`, decorates the class with `register_policy`, and adds its module to
+`FAMILY_MODULES`; `policy_for` then picks it for models its ``accepts`` recognises. No trainer changes.
+
+`ClipBatch` is the per-batch audio every family works on: each unique clip once, and which clip each row is.
+Its per-row views travel through TRL's batch dict (shuffled and split with the other per-row entries) as
+shared `Clip` objects, so rows of one clip are recognised again by identity in the loss pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+# Modules that define (and register) policy families; a new family adds its module here.
+FAMILY_MODULES: tuple[str, ...] = ("rlnf.policies.whisper",)
+
+_FAMILIES: list[type[SpeechPolicy]] = []
+
+CLIPS_KEY = "audio_clips"  # TRL batch-dict key of the per-row `Clip` views
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-batch audio
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Clip:
+    """One clip's model inputs (no batch dim) and, when shared, its encoder states; rows of the clip share it."""
+
+    inputs: dict[str, torch.Tensor]
+    encoder_states: torch.Tensor | None = None
+
+
+@dataclass
+class ClipBatch:
+    """The audio of the rows being scored: each unique clip once, and which clip each row is."""
+
+    inputs: dict[str, torch.Tensor]  # model inputs, each [clips, ...]
+    clip_of_row: torch.Tensor  # [rows] long, index into the clips
+    encoder_states: torch.Tensor | None = None  # [clips, T, D]: a frozen encoder's output, reusable
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The first (main) model input, e.g. Whisper's ``input_features``."""
+        return next(iter(self.inputs.values()))
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.features.shape[0])
+
+    def clip_inputs(self, clip_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs of the clips ``clip_ids`` (all clips when None)."""
+        if clip_ids is None:
+            return dict(self.inputs)
+        return {name: value.index_select(0, clip_ids.to(value.device)) for name, value in self.inputs.items()}
+
+    def subset(self, rows: torch.Tensor) -> tuple[ClipBatch, torch.Tensor]:
+        """The batch of ``rows`` only, and the original index of each of its clips."""
+        clip_ids, local = torch.unique(self.clip_of_row[rows], return_inverse=True)
+        states = None if self.encoder_states is None else self.encoder_states.index_select(0, clip_ids)
+        return ClipBatch(self.clip_inputs(clip_ids), local, states), clip_ids
+
+    def row_views(self) -> list[Clip]:
+        """One `Clip` per row (rows of a clip share the object; no copies) for TRL's batch dict."""
+        names = list(self.inputs)
+        per_clip = [
+            dict(zip(names, values, strict=True))
+            for values in zip(*(self.inputs[n].unbind(0) for n in names), strict=True)
+        ]
+        states = self.encoder_states.unbind(0) if self.encoder_states is not None else [None] * len(per_clip)
+        clips = [Clip(inputs, state) for inputs, state in zip(per_clip, states, strict=True)]
+        return [clips[c] for c in self.clip_of_row.tolist()]
+
+    @classmethod
+    def from_row_views(cls, views: Sequence[Clip], device: torch.device) -> ClipBatch:
+        """Rebuild the clips of a (shuffled, split) batch: rows that hold the same `Clip` are one clip."""
+        order: dict[int, int] = {}
+        unique: list[Clip] = []
+        clip_of_row = []
+        for view in views:
+            if not isinstance(view, Clip):
+                raise RuntimeError(
+                    f"the batch's audio entries are {type(view).__name__}, not Clip: it was not built "
+                    "by an rlnf speech trainer"
+                )
+            if id(view) not in order:
+                order[id(view)] = len(unique)
+                unique.append(view)
+            clip_of_row.append(order[id(view)])
+        inputs = {name: torch.stack([u.inputs[name] for u in unique]).to(device) for name in unique[0].inputs}
+        has_states = all(u.encoder_states is not None for u in unique)
+        return cls(
+            inputs=inputs,
+            clip_of_row=torch.tensor(clip_of_row, dtype=torch.long, device=device),
+            encoder_states=torch.stack([u.encoder_states for u in unique]).to(device) if has_states else None,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Options every family reads
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyOptions:
+    """What a policy family reads from a trainer config (every speech config has these fields)."""
+
+    sampling_rate: int = 16000
+    language: str | None = None
+    task: str | None = "transcribe"
+    predict_timestamps: bool = False
+    pad_features_to: str = "model"
+    max_completion_length: int | None = 128
+    freeze_encoder: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # family-specific settings, by name
+
+    @classmethod
+    def from_args(cls, args: Any = None, **overrides: Any) -> PolicyOptions:
+        """Options from a config object (missing attributes keep their defaults), then ``overrides``."""
+        if isinstance(args, PolicyOptions):
+            values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        else:
+            values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "extra" and hasattr(args, f.name)}
+        values.update(overrides)
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------------
+# The policy family interface
+# --------------------------------------------------------------------------------------------------
+
+
+class SpeechPolicy(ABC):
+    """How one policy family turns audio into features, samples, log-probs and greedy transcripts.
+
+    Built once per trainer (``policy_for``); it holds the tokenizer, feature extractor and validated options,
+    never the model (the trainer passes the model it wants scored: policy, old policy, reference, unwrapped).
+    """
+
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # for the "no family accepts this model" error
+    auto_model_class: ClassVar[Any] = None  # how a path or hub id is loaded
+
+    prompt_ids: list[int]
+    eos_token_ids: list[int]
+    share_encoder_states: bool = False
+
+    def __init__(self, model: nn.Module, processor: Any, options: PolicyOptions):
+        self.tokenizer, self.feature_extractor = split_processor(processor)
+        self.options = options
+        rate = getattr(self.feature_extractor, "sampling_rate", None)
+        if rate is not None and int(rate) != options.sampling_rate:
+            raise ValueError(f"the feature extractor works at {rate} Hz but sampling_rate is {options.sampling_rate}")
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, model: Any) -> bool:
+        """Whether this family handles ``model`` (an instance)."""
+
+    @classmethod
+    def accepts_config(cls, config: Any) -> bool:
+        """Whether this family handles a model with this config (to load a path); default: no."""
+        return False
+
+    def check_args(self, args: Any) -> None:
+        """Refuse trainer options this family cannot honour (default: none)."""
+        return None
+
+    def check_peft_config(self, peft_config: Any) -> None:
+        """Refuse PEFT configs that would break this family's forward (default: none)."""
+        return None
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """Called once with the model that will be trained (after PEFT wrapping)."""
+        return None
+
+    @abstractmethod
+    def clip_inputs(self, waveforms: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype) -> dict:
+        """Model inputs ``{name: [clips, ...]}`` for mono float32 waveforms at ``options.sampling_rate``."""
+
+    @abstractmethod
+    def configure_sampling(self, generation_kwargs: dict[str, Any]) -> None:
+        """Build the sampling configuration once from TRL's generation settings."""
+
+    @abstractmethod
+    def sample(self, model: nn.Module, clips: ClipBatch) -> list[list[int]]:
+        """One sampled completion per row of ``clips``; the encoder once per unique clip."""
+
+    @abstractmethod
+    def log_probs(
+        self,
+        model: nn.Module,
+        clips: ClipBatch,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        *,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        hook_sink: list | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs ``[rows, logits_to_keep]`` (and entropies) of the completions."""
+
+    @abstractmethod
+    def transcribe(
+        self,
+        model: nn.Module,
+        waveforms: Sequence[np.ndarray],
+        *,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Greedy transcripts of decoded waveforms."""
+
+
+def register_policy(cls: type[SpeechPolicy]) -> type[SpeechPolicy]:
+    """Class decorator: make ``cls`` a family `policy_for` can pick."""
+    if cls not in _FAMILIES:
+        _FAMILIES.append(cls)
+    return cls
+
+
+def policy_families() -> list[type[SpeechPolicy]]:
+    """Every registered family (importing `FAMILY_MODULES` first)."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+    return list(_FAMILIES)
+
+
+def _no_family(what: str) -> TypeError:
+    known = "; ".join(f"{f.family}: {f.description}" for f in policy_families())
+    return TypeError(
+        f"no rlnf policy family handles {what}. Known families: {known}. For text policies use TRL's trainers."
+    )
+
+
+def policy_for(model: Any, processor: Any, args: Any = None) -> SpeechPolicy:
+    """The `SpeechPolicy` of the family that accepts ``model``, built with ``processor`` and ``args``'s options."""
+    for family in policy_families():
+        if family.accepts(model):
+            return family(model, processor, PolicyOptions.from_args(args))
+    raise _no_family(type(model).__name__)
+
+
+def load_policy_model(name_or_path: str, **kwargs: Any) -> nn.Module:
+    """Load a path or hub id with the Auto class of the family its config belongs to."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    for family in policy_families():
+        if family.accepts_config(config):
+            return family.auto_model_class.from_pretrained(name_or_path, **kwargs)
+    raise _no_family(f"{name_or_path!r} (model_type {getattr(config, 'model_type', None)!r})")
+
+
+def split_processor(processor: Any) -> tuple[Any, Any]:
+    """``(tokenizer, feature_extractor)`` of a speech processor; a clear error for anything else."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    feature_extractor = getattr(processor, "feature_extractor", None)
+    if tokenizer is None or feature_extractor is None:
+        raise TypeError(
+            f"processing_class must be the policy's processor with a feature extractor and a tokenizer (e.g. "
+            f"WhisperProcessor, Wav2Vec2Processor), got {type(processor).__name__}"
+        )
+    return tokenizer, feature_extractor
+
+
+def peft_base(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (its adapter layers stay active)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def has_adapters(module: nn.Module) -> bool:
+    """Whether PEFT adapter layers sit anywhere in ``module``."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return False
+    return any(isinstance(m, BaseTunerLayer) for m in module.modules())
+
+
+__all__ = [
+    "CLIPS_KEY",
+    "FAMILY_MODULES",
+    "Clip",
+    "ClipBatch",
+    "PolicyOptions",
+    "SpeechPolicy",
+    "has_adapters",
+    "load_policy_model",
+    "peft_base",
+    "policy_families",
+    "policy_for",
+    "register_policy",
+    "split_processor",
+]

@@ -1,0 +1,537 @@
+"""The audio seam every rlnf speech trainer shares (GRPO, RLOO, PPO): clips once per batch, rewards, evaluation.
+
+`SpeechTrainerMixin` goes in front of a TRL trainer class (``class ASRGRPOTrainer(SpeechTrainerMixin,
+GRPOTrainer)``). It owns what is about audio and not about the RL algorithm:
+
+* construction: the policy family (`rlnf.policies.base.policy_for`), the processor, column checks, reward
+  names through the registry, dataset checks (empty, too small, reference-free splits);
+* ``_collect_clips``: decode each UNIQUE clip of a batch once (clips are identified by what they are,
+  `rlnf.audio.audio_key`), make its model inputs once, and build the `ClipBatch`;
+* ``_sample_completions``: the policy samples G completions per clip, encoder once per clip, under the same
+  autocast as the scoring passes; undecodable clips (``skip_undecodable_audio``) are not sampled at all;
+* ``_clip_log_probs``: the policy's log-prob pass over the current `ClipBatch`;
+* ``training_step``: hooks of the loss pass live until backward is done (checkpointed layers recompute);
+* ``_guarded_rewards``: reward errors name the function and step; skipped clips never reach a reward;
+* greedy corpus WER/CER evaluation from ``eval_reference_column``, also in reference-free runs.
+
+The algorithm's subclass overrides TRL's private methods and calls these.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import gather_object
+from datasets import Dataset, IterableDataset
+from torch import nn
+from transformers import AutoProcessor
+from transformers.trainer_utils import EvalLoopOutput
+from trl.extras.profiling import profiling_context
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import is_async_callable
+
+from ..audio import audio_key, load_audio
+from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
+from .asr_eval import error_rates
+
+ROW_ID_COLUMN = "__rlnf_row__"  # map-style datasets: the row index, only to name rows in error messages
+DECODE_ERRORS = (ValueError, OSError, RuntimeError, TypeError, EOFError)
+
+
+class UndecodableAudioError(ValueError):
+    """An audio item that cannot be decoded; the message names the dataset row."""
+
+
+class RewardFunctionError(RuntimeError):
+    """A reward function raised; the message names the function and the global step."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks and helpers shared by every speech trainer
+# ----------------------------------------------------------------------------------------------------
+
+
+def check_columns(
+    columns: Sequence[str],
+    name: str,
+    audio_column: str,
+    reference_column: str | None,
+    reference_field: str = "reference_column",
+) -> None:
+    """The audio column, and the reference column unless it is None, must be there; the error lists the rest."""
+    shown = sorted(c for c in columns if c != ROW_ID_COLUMN)
+    if audio_column not in columns:
+        raise ValueError(f"{name} has no audio column {audio_column!r} (audio_column); its columns are {shown}")
+    if reference_column is not None and reference_column not in columns:
+        hint = (
+            " Set reference_column=None for reference-free training." if reference_field == "reference_column" else ""
+        )
+        raise ValueError(
+            f"{name} has no reference column {reference_column!r} ({reference_field}); its columns are {shown}.{hint}"
+        )
+
+
+def resolve_reward_names(reward_funcs: Any, args: Any) -> Any:
+    """Names from rlnf's reward registry ("wer", "cer" ...) become reward callables (TRL would read a string as
+    the hub id of a text classifier); an unknown name is an error listing the known ones."""
+    funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
+    names = [f for f in funcs if isinstance(f, str)]
+    if not names:
+        return reward_funcs
+    from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
+
+    if args.reference_column is None:
+        for name in names:
+            factory = REWARD_FUNCS.get(name)
+            if factory is not None and "reference_column" in inspect.signature(factory).parameters:
+                raise ValueError(
+                    f"reward {name!r} compares with a reference transcript, but reference_column=None "
+                    "(reference-free training): drop it or set reference_column"
+                )
+    options = {"reference_column": args.reference_column, "audio_column": args.audio_column}
+    resolved, _ = get_reward_funcs(funcs, **{k: v for k, v in options.items() if v is not None})
+    return resolved
+
+
+def guard_reward(func: Callable, name: str, step: int, keep: list[int] | None = None, rows: int = 0) -> Callable:
+    """``func`` with errors naming it and the global step; with ``keep``, it sees only those rows (of ``rows``) and
+    the others get ``None`` (TRL: "does not apply"), so a skipped clip never reaches a reward."""
+
+    def fail(error: Exception) -> RewardFunctionError:
+        return RewardFunctionError(
+            f"reward function {name!r} raised {type(error).__name__} at global step {step}: {error}"
+        )
+
+    def scatter(values: Sequence[Any]) -> list[Any]:
+        full: list[Any] = [None] * rows
+        for index, value in zip(keep, values, strict=True):
+            full[index] = value
+        return full
+
+    def select(kwargs: dict[str, Any]) -> dict[str, Any]:
+        if keep is None:
+            return kwargs
+        out = {}
+        for key, value in kwargs.items():
+            if isinstance(value, list) and len(value) == rows:
+                out[key] = [value[i] for i in keep]
+            elif key == "log_extra" and callable(value):
+                out[key] = lambda column, values, _log=value: _log(column, scatter(values))
+            else:
+                out[key] = value
+        return out
+
+    def finish(result: Any) -> Any:
+        if keep is None:
+            return result
+        result = list(result)
+        if len(result) != len(keep):
+            raise fail(ValueError(f"returned {len(result)} rewards for {len(keep)} completions"))
+        return scatter(result)
+
+    if is_async_callable(func):
+
+        async def guarded_async(**kwargs: Any) -> Any:
+            if keep is not None and not keep:
+                return [None] * rows
+            try:
+                return finish(await func(**select(kwargs)))
+            except RewardFunctionError:
+                raise
+            except Exception as error:
+                raise fail(error) from error
+
+        return guarded_async
+
+    def guarded(**kwargs: Any) -> Any:
+        if keep is not None and not keep:
+            return [None] * rows
+        try:
+            return finish(func(**select(kwargs)))
+        except RewardFunctionError:
+            raise
+        except Exception as error:
+            raise fail(error) from error
+
+    return guarded
+
+
+# ----------------------------------------------------------------------------------------------------
+# The mixin
+# ----------------------------------------------------------------------------------------------------
+
+
+class SpeechTrainerMixin:
+    """Audio plumbing for a TRL trainer subclass; see the module docstring. Needs ``self.policy`` (set by
+    ``_setup_speech``) and the usual TRL attributes (``accelerator``, ``args``, ``model``, ``state``)."""
+
+    policy: SpeechPolicy
+
+    # ---- construction (before TRL's __init__) ----------------------------------------------------
+
+    def _setup_speech(self, model: Any, processing_class: Any, args: Any, peft_config: Any) -> tuple[Any, Any]:
+        """Load the model if it is a path, pick its policy family, check options: ``(model, processor)``."""
+        name = model if isinstance(model, str) else None
+        if isinstance(model, str):
+            kwargs = dict(args.model_init_kwargs or {})
+            dtype = kwargs.get("dtype", "float32")
+            if isinstance(dtype, str) and dtype != "auto":
+                kwargs["dtype"] = getattr(torch, dtype)
+            model = load_policy_model(model, **kwargs)
+        if processing_class is None:
+            processing_class = _load_processor(model, name)
+        self.policy = policy_for(model, processing_class, args)
+        self.policy.check_args(args)
+        self.policy.check_peft_config(peft_config)
+        return model, processing_class
+
+    def _prepare_dataset(self, dataset: Any, name: str, args: Any, train: bool = False) -> Any:
+        """Check columns and size now (not at step 1); reference-free training drops the transcripts."""
+        if dataset is None:
+            return None
+        columns = getattr(dataset, "column_names", None)
+        if train:
+            reference = args.reference_column
+            if reference is None and args.eval_reference_column is not None:
+                # Reference-free: the training split's transcripts (if any) must never reach the rewards.
+                if columns is not None and args.eval_reference_column in columns:
+                    dataset = dataset.remove_columns([args.eval_reference_column])
+                    columns = dataset.column_names
+                elif columns is None and isinstance(dataset, IterableDataset):
+                    dataset = dataset.remove_columns([args.eval_reference_column])
+            if columns is not None:
+                check_columns(columns, name, args.audio_column, reference)
+        elif columns is not None:
+            check_columns(columns, name, args.audio_column, args.eval_reference_column, "eval_reference_column")
+        if isinstance(dataset, Dataset):
+            _check_size(dataset, name, args, train)
+            if ROW_ID_COLUMN not in dataset.column_names:
+                dataset = dataset.add_column(ROW_ID_COLUMN, list(range(len(dataset))))
+        return dataset
+
+    def _finish_speech_setup(self, processing_class: Any) -> None:
+        """After TRL's __init__: the model TRL trains is known (PEFT wrapped or not)."""
+        self.asr_processor = processing_class
+        self.feature_extractor = self.policy.feature_extractor
+        self._clip_batch: ClipBatch | None = None
+        self._bad_rows: list[bool] | None = None
+        self._asr_eval_dataset: Any = None
+        self._deferred_hooks: list | None = None
+        self.policy.prepare_model(self.model)
+        if self._dist.is_fsdp and self.eval_dataset is not None and self.args.eval_strategy != "no":
+            raise NotImplementedError(_FSDP_EVAL)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # With remove_unused_columns=True, keep what this trainer reads (TRL keeps only prompt/image columns).
+        if self._signature_columns is None:
+            keep = ["prompt", self.args.audio_column, ROW_ID_COLUMN]
+            refs = {self.args.reference_column, self.args.eval_reference_column} - {None}
+            self._signature_columns = keep + sorted(refs)
+
+    # ---- audio: each unique clip decoded and featurised once ------------------------------------
+
+    def _clip_key(self, row: dict[str, Any], position: int) -> Any:
+        """Rows of the same clip share a key: what the audio is (path, bytes or content hash), never a row index
+        (indices restart per shard in a streamed dataset). The benchmark's naive subclass overrides this."""
+        return audio_key(row[self.args.audio_column])
+
+    def _row_name(self, row: dict[str, Any], position: int) -> str:
+        if row.get(ROW_ID_COLUMN) is not None:
+            return f"dataset row {row[ROW_ID_COLUMN]}"
+        return f"batch row {position}"
+
+    def _load_clip(self, item: Any, where: str | int) -> np.ndarray | None:
+        """Decode one clip at the policy's rate; ``None`` when it fails and the config says skip."""
+        rate = self.args.sampling_rate
+        where = f"dataset row {where}" if isinstance(where, int) else where
+        try:
+            return load_audio(item, rate, index=None, target_sampling_rate=rate)
+        except DECODE_ERRORS as error:
+            message = (
+                f"{where}: the '{self.args.audio_column}' item cannot be decoded ({type(error).__name__}: {error})"
+            )
+            if not self.args.skip_undecodable_audio:
+                raise UndecodableAudioError(f"{message}. Set skip_undecodable_audio=True to skip such rows.") from error
+            warnings.warn(f"{message}; skipped (not sampled, no reward, no loss)", stacklevel=3)
+            return None
+
+    def _collect_clips(self, inputs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ClipBatch, list[bool]]:
+        """Rows for TRL (audio decoded, one shared object per clip) and the batch's unique clips with their model
+        inputs; the third item says which rows are skipped (undecodable) clips."""
+        check_columns(list(inputs[0]), "a batch", self.args.audio_column, None)
+        rate = self.args.sampling_rate
+        index: dict[Any, int] = {}
+        waveforms: list[np.ndarray] = []
+        decoded: list[dict[str, Any]] = []
+        bad_clips: list[bool] = []
+        clip_of_row: list[int] = []
+        for position, row in enumerate(inputs):
+            key = self._clip_key(row, position)
+            if key not in index:
+                waveform = self._load_clip(row[self.args.audio_column], self._row_name(row, position))
+                bad_clips.append(waveform is None)
+                if waveform is None:
+                    waveform = np.zeros(rate // 10, dtype=np.float32)  # placeholder: never sampled nor rewarded
+                index[key] = len(waveforms)
+                waveforms.append(waveform)
+                decoded.append({"array": waveform, "sampling_rate": rate})
+            clip_of_row.append(index[key])
+        rows = []
+        for row, clip in zip(inputs, clip_of_row, strict=True):
+            row = {k: v for k, v in row.items() if k != ROW_ID_COLUMN}
+            row[self.args.audio_column] = decoded[clip]  # one object per clip: rewards can dedupe by identity
+            row.setdefault("prompt", "")
+            rows.append(row)
+        device = self.accelerator.device
+        with profiling_context(self, "feature_extraction"):
+            inputs_per_clip = self.policy.clip_inputs(waveforms, device, self.policy.input_dtype(self.model))
+        clips = ClipBatch(inputs_per_clip, torch.tensor(clip_of_row, dtype=torch.long, device=device))
+        return rows, clips, [bad_clips[c] for c in clip_of_row]
+
+    # ---- sampling and scoring through the policy ---------------------------------------------------
+
+    def _sample_completions(self, clips: ClipBatch, bad_rows: Sequence[bool] | None = None) -> list[list[int]]:
+        """G completions per clip from the policy, encoder once per clip, in the scoring passes' autocast.
+        Rows of skipped clips get an empty completion (EOS only; masked out of the loss)."""
+        good = [i for i, bad in enumerate(bad_rows or []) if not bad] if bad_rows and any(bad_rows) else None
+        with (
+            profiling_context(self, "transformers.generate"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=getattr(self, "generation_kwargs", None),
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            self.accelerator.autocast(),  # the same precision as the log-prob passes that score these samples
+        ):
+            if good is None:
+                return self.policy.sample(unwrapped, clips)
+            completions = [[self.policy.eos_token_ids[0]] for _ in range(clips.clip_of_row.numel())]
+            if good:
+                subset, clip_ids = clips.subset(torch.tensor(good, device=clips.clip_of_row.device))
+                for row, ids in zip(good, self.policy.sample(unwrapped, subset), strict=True):
+                    completions[row] = ids
+                if subset.encoder_states is not None:
+                    states = subset.encoder_states.new_zeros((clips.num_clips, *subset.encoder_states.shape[1:]))
+                    clips.encoder_states = states.index_copy(0, clip_ids, subset.encoder_states)
+            return completions
+
+    def _clip_log_probs(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None,
+        compute_entropy: bool,
+    ) -> tuple:
+        clips = self._clip_batch
+        if clips is None:
+            raise RuntimeError("no audio for this log-prob pass (called outside a generation or loss step)")
+        with self.accelerator.autocast():
+            return self.policy.log_probs(
+                model,
+                clips,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                hook_sink=self._deferred_hooks,
+            )
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        # Backward may re-run checkpointed layers (whether args or the model itself turned checkpointing on): the
+        # loss pass's per-clip hooks stay until backward is done.
+        self._deferred_hooks = []
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            for hooks in self._deferred_hooks:
+                hooks.remove()
+            self._deferred_hooks = None
+
+    @contextmanager
+    def _clips_from(self, inputs: dict[str, Any]) -> Iterator[None]:
+        """The loss pass's clips, rebuilt from the per-row views TRL shuffled and split."""
+        if CLIPS_KEY not in inputs:
+            raise RuntimeError(f"the batch has no '{CLIPS_KEY}': it was not built by an rlnf speech trainer")
+        self._clip_batch = ClipBatch.from_row_views(inputs[CLIPS_KEY], self.accelerator.device)
+        try:
+            yield
+        finally:
+            self._clip_batch = None
+
+    # ---- rewards ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _guarded_rewards(self, rows: int) -> Iterator[None]:
+        """Reward functions that name themselves in errors and never see rows of skipped clips."""
+        bad = self._bad_rows if self.args.skip_undecodable_audio else None
+        keep = [i for i, b in enumerate(bad) if not b] if bad and any(bad) else None
+        original = self.reward_funcs
+        self.reward_funcs = [
+            f if isinstance(f, nn.Module) else guard_reward(f, name, self.state.global_step, keep, rows)
+            for f, name in zip(original, self.reward_func_names, strict=True)
+        ]
+        try:
+            yield
+        finally:
+            self.reward_funcs = original
+
+    # ---- evaluation: greedy corpus WER/CER next to (or instead of) TRL's sampled rewards ------------
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        target = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(target, dict):  # Trainer calls back here once per named dataset
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if isinstance(target, str):
+            target = self.eval_dataset[target]
+        elif eval_dataset is not None:
+            eval_dataset = target = self._prepare_dataset(eval_dataset, "eval_dataset", self.args)
+        self._asr_eval_dataset = target
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._asr_eval_dataset = None
+
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        dataset = self._asr_eval_dataset
+        if dataset is None or self.args.eval_sampled_rewards:
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        else:
+            output = EvalLoopOutput(predictions=None, label_ids=None, metrics={}, num_samples=0)
+        if dataset is not None and self.args.eval_reference_column:
+            self.model.eval()  # TRL's log() names metrics after the model's mode
+            rates = self.greedy_error_rates(dataset)
+            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in rates.items() if k != "num_samples"})
+            if not self.args.eval_sampled_rewards:
+                output = EvalLoopOutput(None, None, output.metrics, num_samples=rates["num_samples"])
+        return output
+
+    def greedy_error_rates(self, dataset: Any) -> dict[str, float]:
+        """Corpus WER/CER of greedy transcripts of ``dataset`` against ``eval_reference_column`` (rows split
+        across processes, then gathered). Rows whose reference is None are left out, with a warning."""
+        if self._dist.is_fsdp:
+            raise NotImplementedError(_FSDP_EVAL)
+        if self._dist.is_zero3 and not self.args.ds3_gather_for_generation:
+            raise NotImplementedError(
+                "greedy evaluation under ZeRO-3 needs ds3_gather_for_generation=True (each "
+                "rank decodes its own rows with the gathered weights)"
+            )
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        audio_col, ref_col = self.args.audio_column, self.args.eval_reference_column
+        waveforms, references, missing = [], [], []
+        for position, row in enumerate(dataset):
+            if position % world != rank:
+                continue
+            if row[ref_col] is None:
+                missing.append(row.get(ROW_ID_COLUMN, position))
+                continue
+            waveform = self._load_clip(row[audio_col], row.get(ROW_ID_COLUMN, position))
+            if waveform is not None:
+                waveforms.append(waveform)
+                references.append(row[ref_col])
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+            ) as unwrapped,
+            self.accelerator.autocast(),
+        ):
+            hypotheses = self.policy.transcribe(
+                unwrapped,
+                waveforms,
+                batch_size=self.args.per_device_eval_batch_size,
+                max_new_tokens=self.args.eval_max_new_tokens or self.args.max_completion_length,
+            )
+        pairs = gather_object(list(zip(references, hypotheses, strict=True)))
+        missing = gather_object(missing)
+        if missing:
+            warnings.warn(
+                f"{len(missing)} evaluation rows have no reference ({ref_col!r} is None; rows "
+                f"{sorted(missing)[:10]}): left out of eval WER/CER",
+                stacklevel=2,
+            )
+        rates = error_rates([r for r, _ in pairs], [h for _, h in pairs], self.args.eval_normalizer)
+        return {**rates, "num_samples": len(pairs)}
+
+    # ---- saving: the full processor (feature extractor too), so a checkpoint reloads ---------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save and hasattr(self.asr_processor, "save_pretrained"):
+            self.asr_processor.save_pretrained(output_dir if output_dir is not None else self.args.output_dir)
+
+
+_FSDP_EVAL = (
+    "greedy WER/CER evaluation is not supported under FSDP: decoding calls the encoder and generate() outside the "
+    "sharded root module's forward, so parameters are not gathered and ranks can run different numbers of "
+    "generate() calls (a hang). Train with eval_strategy='no' and evaluate the saved policy in one process, or "
+    "use DDP / DeepSpeed ZeRO-2 / ZeRO-3 (see docs/scaling.md)."
+)
+
+
+def _load_processor(model: Any, name: str | None) -> Any:
+    """The processor saved next to the model; an in-memory model without a folder must be given one."""
+    source = name or getattr(getattr(model, "config", None), "_name_or_path", None)
+    if not source:
+        raise ValueError(
+            f"processing_class is required: the policy {type(model).__name__} was passed in memory and "
+            "has no folder to load its processor from (config._name_or_path is empty). Pass e.g. "
+            "processing_class=WhisperProcessor.from_pretrained(...)."
+        )
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"processing_class was not given and no processor could be loaded from {source!r} "
+            f"({type(error).__name__}: {error}); pass processing_class"
+        ) from error
+
+
+def _check_size(dataset: Dataset, name: str, args: Any, train: bool) -> None:
+    if len(dataset) == 0:
+        raise ValueError(f"{name} is empty")
+    if not train:
+        return
+    generations = args.num_generations or 1
+    needed = max(1, (args.generation_batch_size or generations) // generations)
+    if len(dataset) < needed:
+        raise ValueError(
+            f"{name} has {len(dataset)} rows, fewer than the {needed} clips of one generation batch "
+            f"(generation_batch_size={args.generation_batch_size} completions = {needed} clips x "
+            f"num_generations={generations}): no training step could run. Add rows or lower "
+            f"per_device_train_batch_size / steps_per_generation."
+        )
+
+
+__all__ = [
+    "DECODE_ERRORS",
+    "ROW_ID_COLUMN",
+    "RewardFunctionError",
+    "SpeechTrainerMixin",
+    "UndecodableAudioError",
+    "check_columns",
+    "guard_reward",
+    "resolve_reward_names",
+]
