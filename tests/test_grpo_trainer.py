@@ -585,3 +585,305 @@ def test_failing_reward_names_function_and_step(tmp_path, policy, audio_dataset)
     )
     with pytest.raises(RewardFunctionError, match=r"'flaky_reward' raised KeyError at global step 0"):
         trainer.train()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Regression tests (issue 9 §2): each failed before its fix
+# ----------------------------------------------------------------------------------------------------
+
+
+class LengthCheckingReward:
+    """Checks that every row's decoded audio is the clip of its own reference (the clips differ in length)."""
+
+    __name__ = "length_check"
+
+    def __init__(self, lengths: dict[str, int]):
+        self.lengths, self.rows = lengths, 0
+
+    def __call__(self, completions, audio, text, **kwargs):
+        for clip, ref in zip(audio, text, strict=True):
+            assert len(clip["array"]) == self.lengths[ref], f"row of {ref!r} got another clip's audio"
+        self.rows += len(completions)
+        return [float(len(c)) for c in completions]
+
+
+def test_sharded_shuffled_iterable_dataset_keeps_each_rows_audio(tmp_path, policy, audio_rows):
+    """A streamed dataset with 2 shards, shuffled by TRL: per-shard row indices collide; clips are identified by
+    what they are, so every row is sampled and rewarded with its own audio."""
+    model, processor = policy
+    lengths = {row["text"]: len(row["audio"]["array"]) for row in audio_rows}
+    stream = Dataset.from_list(audio_rows).to_iterable_dataset(num_shards=2)
+    reward = LengthCheckingReward(lengths)
+    args = make_args(tmp_path, per_device_train_batch_size=8, num_generations=2, max_steps=1, beta=0.0)
+    trainer = ASRGRPOTrainer(model, reward, args=args, train_dataset=stream, processing_class=processor)
+    calls = encoder_batch_sizes(trainer.model)
+    trainer.train()
+    assert reward.rows == 8
+    assert calls[0] == 4  # 4 distinct clips in the generation batch, each encoded once
+
+
+def test_gradient_checkpointing_turned_on_in_the_model_only(tmp_path, policy, audio_dataset):
+    """The policy arrives with checkpointing on while args.gradient_checkpointing=False (CheckpointError before)."""
+    model, processor = policy
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trainer = ASRGRPOTrainer(
+        model,
+        AudioCheckingReward(),
+        args=make_args(tmp_path, max_steps=1, beta=0.0, gradient_checkpointing=False),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    assert trainer.model.is_gradient_checkpointing
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert changed(before, trainer.model, "model.decoder.")
+
+
+def test_left_padded_prefix_scores_like_the_unpadded_one(tmp_path, policy, audio_dataset):
+    """pad_to_multiple_of left-pads the decoder prefix: the log-probs must not move (Whisper's positions are
+    learned; they shifted by the padding before)."""
+    model, processor = policy
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, pad_to_multiple_of=8, max_steps=1, beta=0.04),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    trainer.model.eval()
+    _, clips, _ = trainer._collect_clips([audio_dataset[i] for i in (0, 0, 1, 1)])
+    completions = torch.randint(8, len(processor.tokenizer), (4, 5), generator=torch.Generator().manual_seed(1))
+    prefix = torch.tensor([trainer.decoder_prefix] * 4)
+    ids = torch.cat([prefix, completions], dim=1)
+    pad = torch.full((4, 5), processor.tokenizer.pad_token_id)
+    padded = torch.cat([pad, ids], dim=1)
+    padded_mask = torch.cat([torch.zeros_like(pad), torch.ones_like(ids)], dim=1)
+    trainer._clip_batch = clips
+    with torch.no_grad():
+        plain, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 5)
+        shifted, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, padded, padded_mask, 5)
+    trainer._clip_batch = None
+    torch.testing.assert_close(shifted, plain, atol=1e-5, rtol=1e-5)
+    trainer.model.train()
+    trainer.train()  # the padded batches of a real step train (no NaN from all-padding query rows)
+    assert all(np.isfinite(log["loss"]) for log in trainer.state.log_history if "loss" in log)
+
+
+def test_bf16_encoder_runs_under_autocast_at_sampling_and_scoring(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    trainer = ASRGRPOTrainer(
+        model,
+        AudioCheckingReward(),
+        args=make_args(tmp_path, bf16=True, use_cpu=True, max_steps=1, beta=0.04),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    dtypes: list[torch.dtype] = []  # of an encoder matmul (the encoder's last layer norm is fp32 under autocast)
+    for module in (trainer.model, trainer.ref_model):
+        generation_model(module).get_encoder().layers[0].fc1.register_forward_hook(
+            lambda _m, _a, out: dtypes.append(out.dtype)
+        )
+    trainer.train()
+    assert len(dtypes) == 3 and set(dtypes) == {torch.bfloat16}  # generation, reference, loss: one precision
+
+
+def test_cast_lm_head_and_spec_augment_are_refused(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    with pytest.raises(ValueError, match=r"cast_lm_head_to_fp32=True is not supported.*proj_out"):
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path, cast_lm_head_to_fp32=True),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
+    model.config.apply_spec_augment = True
+    with pytest.raises(ValueError, match=r"apply_spec_augment=True.*apply_spec_augment = False"):
+        ASRGRPOTrainer(
+            model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset, processing_class=processor
+        )
+
+
+def test_greedy_eval_refuses_fsdp(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, eval_sampled_rewards=False),
+        train_dataset=audio_dataset,
+        eval_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    trainer._dist.fsdp_version = 2  # what TRL's DistributedBackend reads from accelerate's FSDP plugin
+    with pytest.raises(NotImplementedError, match=r"not supported under FSDP.*eval_strategy='no'"):
+        trainer.evaluate()
+
+
+class RowSpy:
+    """Records the rows a reward function is called with."""
+
+    __name__ = "spy"
+
+    def __init__(self):
+        self.audio_lengths: list[int] = []
+        self.calls = 0
+        self.columns: set[str] = set()
+
+    def __call__(self, completions, audio, **kwargs):
+        self.calls += 1
+        self.columns |= set(kwargs)
+        self.audio_lengths.extend(len(a["array"]) for a in audio)
+        return [1.0] * len(completions)
+
+
+def test_skipped_clip_is_neither_sampled_nor_rewarded(tmp_path, policy, wav_dataset):
+    model, processor = policy
+    paths = list(wav_dataset["audio"])
+    paths[0] = str(tmp_path / "missing.wav")
+    broken = Dataset.from_dict({"audio": paths, "text": list(wav_dataset["text"])})
+    spy = RowSpy()
+    trainer = ASRGRPOTrainer(
+        model,
+        spy,
+        args=make_args(tmp_path, shuffle_dataset=False, max_steps=1, skip_undecodable_audio=True),
+        train_dataset=broken,
+        processing_class=processor,
+    )
+    calls = encoder_batch_sizes(trainer.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    assert calls[0] == 1  # generation: only the decodable clip of the two
+    assert spy.calls == 1 and len(spy.audio_lengths) == G  # the reward saw only that clip's G rows
+    assert min(spy.audio_lengths) > 16000 // 10  # never the placeholder
+    assert trainer.state.global_step == 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Trainer bad input (issue 9 §3)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_unknown_reward_name_lists_the_known_ones(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    with pytest.raises(ValueError, match=r"unknown reward 'wr'.*'wer'"):
+        ASRGRPOTrainer(model, ["wr"], args=make_args(tmp_path), train_dataset=audio_dataset, processing_class=processor)
+    trainer = ASRGRPOTrainer(
+        model, ["wer"], args=make_args(tmp_path), train_dataset=audio_dataset, processing_class=processor
+    )
+    assert trainer.reward_func_names == ["wer"]
+    with pytest.raises(ValueError, match=r"reward 'wer' compares with a reference.*reference_column=None"):
+        ASRGRPOTrainer(
+            model,
+            ["wer"],
+            args=make_args(tmp_path, reference_column=None),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
+
+
+def test_in_memory_model_needs_a_processor(tmp_path, policy, audio_dataset):
+    model, _ = policy
+    model.config._name_or_path = ""
+    with pytest.raises(ValueError, match=r"processing_class is required.*in memory"):
+        ASRGRPOTrainer(model, wer_reward, args=make_args(tmp_path), train_dataset=audio_dataset)
+
+
+def test_empty_or_too_small_datasets(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    with pytest.raises(ValueError, match=r"train_dataset is empty"):
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path),
+            train_dataset=audio_dataset.select([]),
+            processing_class=processor,
+        )
+    with pytest.raises(ValueError, match=r"train_dataset has 1 rows, fewer than the 2 clips of one generation batch"):
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path),
+            train_dataset=audio_dataset.select([0]),
+            processing_class=processor,
+        )
+    with pytest.raises(ValueError, match=r"eval_dataset is empty"):
+        ASRGRPOTrainer(
+            model,
+            wer_reward,
+            args=make_args(tmp_path),
+            train_dataset=audio_dataset,
+            eval_dataset=audio_dataset.select([]),
+            processing_class=processor,
+        )
+
+
+def test_eval_rows_without_reference_are_left_out(tmp_path, policy, audio_rows):
+    model, processor = policy
+    reference = copy.deepcopy(model)
+    rows = [dict(row) for row in audio_rows]
+    rows[1]["text"] = None
+    dataset = Dataset.from_list(rows)
+    trainer = ASRGRPOTrainer(
+        model,
+        wer_reward,
+        args=make_args(tmp_path, eval_sampled_rewards=False),
+        train_dataset=Dataset.from_list(audio_rows),
+        eval_dataset=dataset,
+        processing_class=processor,
+    )
+    with pytest.warns(UserWarning, match=r"1 evaluation rows have no reference"):
+        metrics = trainer.evaluate()
+    kept = dataset.select([0, 2, 3])
+    hypotheses = greedy_by_hand(reference, processor, kept)
+    assert metrics["eval_wer"] == pytest.approx(jiwer.wer(list(kept["text"]), hypotheses))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference-free RL (issue 10 item 4)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_reference_free_training_never_sees_transcripts_and_eval_reports_wer(tmp_path, policy, audio_dataset):
+    """reference_column=None: the training split's transcripts never reach the rewards (its 'text' column is
+    dropped), while the greedy eval WER/CER still come from the eval split's references."""
+    model, processor = policy
+    reference = copy.deepcopy(model)
+    spy = RowSpy()
+    trainer = ASRGRPOTrainer(
+        model,
+        spy,
+        args=make_args(tmp_path, reference_column=None, eval_sampled_rewards=False, max_steps=1),
+        train_dataset=audio_dataset,  # has a 'text' column: it must not be read
+        eval_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    assert "text" not in trainer.train_dataset.column_names
+    metrics = trainer.evaluate()
+    hypotheses = greedy_by_hand(reference, processor, audio_dataset)
+    assert metrics["eval_wer"] == pytest.approx(jiwer.wer(list(audio_dataset["text"]), hypotheses))
+    trainer.train()
+    assert spy.calls == 1 and "text" not in spy.columns
+
+
+def test_reference_free_training_split_without_transcripts(tmp_path, policy, audio_dataset):
+    model, processor = policy
+    spy = RowSpy()
+    trainer = ASRGRPOTrainer(
+        model,
+        spy,
+        args=make_args(
+            tmp_path,
+            reference_column=None,
+            eval_sampled_rewards=False,
+            max_steps=1,
+            eval_strategy="steps",
+            eval_steps=1,
+        ),
+        train_dataset=audio_dataset.remove_columns("text"),
+        eval_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    trainer.train()
+    assert any("eval_wer" in log and "eval_cer" in log for log in trainer.state.log_history)
+    assert spy.calls == 1 and "text" not in spy.columns
