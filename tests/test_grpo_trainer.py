@@ -887,3 +887,39 @@ def test_reference_free_training_split_without_transcripts(tmp_path, policy, aud
     trainer.train()
     assert any("eval_wer" in log and "eval_cer" in log for log in trainer.state.log_history)
     assert spy.calls == 1 and "text" not in spy.columns
+
+
+# ----------------------------------------------------------------------------------------------------
+# The seam: policy families and the per-batch clips
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_policy_for_picks_the_family_and_names_the_known_ones(tmp_path, policy):
+    from rlnf.policies.base import PolicyOptions, policy_for
+    from rlnf.policies.whisper import WhisperPolicy
+
+    model, processor = policy
+    args = make_args(tmp_path, language=None, max_completion_length=8)
+    chosen = policy_for(model, processor, args)
+    assert isinstance(chosen, WhisperPolicy)
+    assert chosen.options == PolicyOptions.from_args(args) and chosen.options.max_completion_length == 8
+    assert chosen.prompt_ids == decoder_prefix_ids(processor.tokenizer)
+    with pytest.raises(TypeError, match=r"no rlnf policy family handles Linear.*whisper: speech encoder-decoder"):
+        policy_for(torch.nn.Linear(2, 2), processor, args)
+
+
+def test_clip_views_survive_trl_shuffle_and_split():
+    """Per-row `Clip` views, shuffled and split like TRL's batch dict, rebuild each chunk's unique clips."""
+    from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+    from rlnf.policies.base import CLIPS_KEY, ClipBatch
+
+    features = torch.arange(3 * 2 * 5, dtype=torch.float32).reshape(3, 2, 5)
+    clip_of_row = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+    batch = ClipBatch({"input_features": features}, clip_of_row)
+    torch.manual_seed(0)
+    shuffled = shuffle_sequence_dict({"row": torch.arange(8), CLIPS_KEY: batch.row_views()})
+    for chunk in split_tensor_dict(shuffled, 2):
+        rebuilt = ClipBatch.from_row_views(chunk[CLIPS_KEY], torch.device("cpu"))
+        assert rebuilt.num_clips == len(set(clip_of_row[chunk["row"]].tolist()))
+        torch.testing.assert_close(rebuilt.features[rebuilt.clip_of_row], features[clip_of_row[chunk["row"]]])

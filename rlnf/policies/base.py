@@ -9,8 +9,9 @@ Contract of a `SpeechPolicy` (every family implements it; ``rlnf/trainers/speech
   (``{"input_features": [clips, n_mels, frames]}`` for Whisper, ``{"input_values", "attention_mask"}`` for a
   wav2vec2 CTC model). The trainer wraps them in a `ClipBatch` with ``clip_of_row`` (which clip each row is).
 * ``prompt_ids``: the token ids TRL sees as every row's prompt (Whisper's decoder prefix; ``[]`` for CTC).
-* ``configure_sampling(generation_kwargs)``: called ONCE after TRL built its sampling settings (temperature,
-  top-k/p, ``max_length``...); the family builds its own sampling config from them and validates it there.
+* ``configure_sampling(generation_kwargs, overrides)``: called ONCE after TRL built its sampling settings
+  (temperature, top-k/p...; ``overrides`` = the user's ``args.generation_kwargs``, which win); the family builds
+  its own sampling config from them and validates it there.
 * ``sample(model, clips) -> list[list[int]]``: one completion (token ids, no prompt, up to and including EOS)
   per ROW of ``clips`` (G rows per clip). The encoder runs ONCE per unique clip; the trainer calls it under
   ``torch.no_grad()``, the accelerator's autocast and the unwrapped model. A family whose clip-only states are
@@ -217,8 +218,9 @@ class SpeechPolicy(ABC):
         """Model inputs ``{name: [clips, ...]}`` for mono float32 waveforms at ``options.sampling_rate``."""
 
     @abstractmethod
-    def configure_sampling(self, generation_kwargs: dict[str, Any]) -> None:
-        """Build the sampling configuration once from TRL's generation settings."""
+    def configure_sampling(self, generation_kwargs: dict[str, Any], overrides: dict[str, Any] | None = None) -> None:
+        """Build the sampling configuration once from TRL's generation settings; ``overrides`` (the user's
+        ``args.generation_kwargs``) win over what the family adds."""
 
     @abstractmethod
     def sample(self, model: nn.Module, clips: ClipBatch) -> list[list[int]]:
