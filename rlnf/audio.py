@@ -3,36 +3,107 @@
 Accepted forms: a file path (anything soundfile reads), raw file bytes, a numpy array or torch tensor (with a
 sampling rate, 16 kHz by default), the ``{"array", "sampling_rate"}`` and ``{"path"/"bytes"}`` dicts that
 ``datasets`` yields, and ``datasets``' torchcodec ``AudioDecoder`` objects. Errors name the item's index.
+
+Rules (the same in `load_audio` and `audio_key`):
+
+* Sampling rates are whole numbers of Hz in [``MIN_SAMPLING_RATE``, ``MAX_SAMPLING_RATE``]; ``"16k"``, 7, 0,
+  negative or NaN rates are a ``ValueError`` naming the item. A dict's own ``sampling_rate`` wins; a dict whose
+  ``sampling_rate`` is missing or ``None`` takes the caller's ``sampling_rate``, else 16 kHz, like a bare array.
+* Integer PCM is scaled to [-1, 1): signed by ``2**(bits-1)``, unsigned (8-bit WAV is offset binary) centred
+  first: ``(x - 2**(bits-1)) / 2**(bits-1)``. bfloat16 tensors are converted to float32.
+* Float samples louder than ``MAX_FLOAT_PEAK`` (no real recording is; int16 values stored as floats or a gain
+  bug are) are scaled to peak 1.0, so that no spectrum or normalisation later overflows float32.
+* A file whose header promises more audio than it holds is an error naming the file (libsndfile would
+  silently read it short).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import math
+import numbers
 import os
+import re
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 TARGET_SAMPLING_RATE = 16_000
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 768_000
+MAX_FLOAT_PEAK = 2.0**15
+
+try:  # a dependency of datasets; far faster than hashlib on long clips
+    import xxhash
+
+    def _digest(buffer: Any) -> str:
+        return xxhash.xxh3_128_hexdigest(buffer)
+
+except ImportError:  # pragma: no cover - only without datasets installed
+
+    def _digest(buffer: Any) -> str:
+        return hashlib.blake2b(buffer, digest_size=16).hexdigest()
 
 
 def _where(index: int | None) -> str:
     return "audio" if index is None else f"audio item {index}"
 
 
+def check_sampling_rate(rate: Any, where: str = "audio") -> int:
+    """``rate`` as an int, or a ``ValueError`` naming ``where`` (integral floats such as 16000.0 are accepted)."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise ValueError(f"{where}: sampling rate must be a whole number of Hz, got {rate!r}")
+    if not math.isfinite(rate) or rate != int(rate):
+        raise ValueError(f"{where}: sampling rate must be a whole number of Hz, got {rate!r}")
+    if not MIN_SAMPLING_RATE <= int(rate) <= MAX_SAMPLING_RATE:
+        raise ValueError(f"{where}: sampling rate {rate!r} Hz is outside [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}]")
+    return int(rate)
+
+
+def _source(item: Any) -> Any:
+    """datasets' ``AudioDecoder`` keeps the ``{"path", "bytes"}`` it decodes in ``_hf_encoded``."""
+    encoded = getattr(item, "_hf_encoded", None)
+    return encoded if isinstance(encoded, dict) else item
+
+
+def _dict_rate(item: dict, sampling_rate: int | None, where: str) -> int:
+    rate = item.get("sampling_rate")
+    if rate is None:
+        rate = sampling_rate if sampling_rate is not None else TARGET_SAMPLING_RATE
+    return check_sampling_rate(rate, where)
+
+
+# libsndfile logs "data : 32000 (should be 15978)" for a WAV/AIFF chunk longer than the file, then reads short.
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_LENGTHS = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # streaming writers leave the size open
+
+
 def _read_file(source: str | os.PathLike | io.BytesIO, where: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
-        raise FileNotFoundError(f"{where}: file not found: {os.fspath(source)!r}")
+        raise FileNotFoundError(f"{where}: file not found: {name!r}")
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        with sf.SoundFile(source) as handle:
+            frames, rate, log = handle.frames, handle.samplerate, handle.extra_info
+            data = handle.read(dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises several types for corrupt or unsupported files
-        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
         raise ValueError(f"{where}: cannot decode {name!r}: {error}") from error
-    return data.T, int(rate)  # channels-first
+    for chunk, promised, held in _SHORT_CHUNK.findall(log):
+        if int(promised) not in _UNKNOWN_LENGTHS and int(held) < int(promised):
+            raise ValueError(
+                f"{where}: {name!r} is truncated: its header promises {promised} bytes of audio "
+                f"({chunk} chunk) but the file holds {held}"
+            )
+    if frames > 0 and data.shape[0] < frames:
+        raise ValueError(f"{where}: {name!r} is truncated: its header promises {frames} frames, read {data.shape[0]}")
+    return data.T, check_sampling_rate(rate, f"{where} ({name!r})")  # channels-first
 
 
 def _from_decoder(decoder: Any) -> tuple[np.ndarray, int]:
@@ -43,22 +114,23 @@ def _from_decoder(decoder: Any) -> tuple[np.ndarray, int]:
 
 def _raw(item: Any, sampling_rate: int | None, where: str) -> tuple[Any, int]:
     """Split an item into (samples, rate) without converting yet."""
+    item = _source(item)
     if isinstance(item, (str, os.PathLike)):
         return _read_file(item, where)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return _read_file(io.BytesIO(bytes(item)), where)
     if isinstance(item, dict):
         if item.get("array") is not None:
-            rate = item.get("sampling_rate", sampling_rate)
-            return item["array"], int(rate) if rate is not None else TARGET_SAMPLING_RATE
+            return item["array"], _dict_rate(item, sampling_rate, where)
         if item.get("bytes") is not None:
             return _read_file(io.BytesIO(item["bytes"]), where)
         if item.get("path") is not None:
             return _read_file(item["path"], where)
         raise ValueError(f"{where}: dict needs 'array', 'bytes' or 'path', got keys {sorted(item)}")
     if hasattr(item, "get_all_samples"):
-        return _from_decoder(item)
-    if isinstance(item, np.ndarray) or type(item).__module__.startswith("torch"):
+        samples, rate = _from_decoder(item)
+        return samples, check_sampling_rate(rate, where)
+    if isinstance(item, (np.ndarray, list)) or type(item).__module__.startswith("torch"):
         return item, sampling_rate or TARGET_SAMPLING_RATE
     raise ValueError(
         f"{where}: unsupported type {type(item).__name__}; expected a path, bytes, an array, a tensor, "
@@ -66,25 +138,38 @@ def _raw(item: Any, sampling_rate: int | None, where: str) -> tuple[Any, int]:
     )
 
 
-def _to_mono(samples: Any, where: str) -> np.ndarray:
+def _as_numpy(samples: Any) -> np.ndarray:
+    """A numpy view of an array, tensor (bfloat16 converted: numpy has no such dtype) or list."""
     if hasattr(samples, "detach"):
-        samples = samples.detach().cpu().numpy()
-    array = np.asarray(samples)
+        samples = samples.detach().cpu()
+        if str(samples.dtype) == "torch.bfloat16":
+            samples = samples.float()
+        samples = samples.numpy()
+    return np.asarray(samples)
+
+
+def _to_mono(samples: Any, where: str) -> np.ndarray:
+    array = _as_numpy(samples)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"{where}: samples must be real numbers, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.integer):  # PCM: scale to [-1, 1]
-        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    if array.ndim == 2:
-        # Channels are the short axis: (channels, samples) or (samples, channels).
-        array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1)
-    elif array.ndim != 1:
+    if array.ndim not in (1, 2):
         raise ValueError(f"{where}: expected 1-D (mono) or 2-D (multi-channel) samples, got shape {array.shape}")
-    array = array.astype(np.float32, copy=False)
     if array.size == 0:
         raise ValueError(f"{where}: has 0 samples")
-    if not np.isfinite(array).all():
+    if np.issubdtype(array.dtype, np.integer):  # PCM: offset binary for unsigned, then scale to [-1, 1)
+        half = float(2 ** (8 * array.dtype.itemsize - 1))
+        unsigned = np.issubdtype(array.dtype, np.unsignedinteger)
+        array = (array.astype(np.float64) - (half if unsigned else 0.0)) / half
+    elif not np.isfinite(array).all():
         raise ValueError(f"{where}: contains NaN or infinite samples")
-    return array
+    if array.ndim == 2:
+        # Channels are the short axis: (channels, samples) or (samples, channels).
+        array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1, dtype=np.float64)
+    peak = float(np.abs(array).max())
+    if peak > MAX_FLOAT_PEAK:
+        logger.warning("%s: peak amplitude %.3g is far beyond [-1, 1]; scaled to peak 1.0", where, peak)
+        array = array.astype(np.float64) / peak
+    return array.astype(np.float32, copy=False)
 
 
 def resample(array: np.ndarray, orig_rate: int, target_rate: int = TARGET_SAMPLING_RATE) -> np.ndarray:
@@ -106,41 +191,76 @@ def load_audio(
 ) -> np.ndarray:
     """Return ``item`` as mono float32 samples at ``target_sampling_rate``.
 
-    ``sampling_rate`` applies to bare arrays and tensors (and dicts without one); files carry their own.
+    ``sampling_rate`` applies to bare arrays and tensors, and to dicts without a rate of their own (or with
+    ``None``); files carry their own. See the module docstring for PCM, amplitude and rate rules.
     """
     where = _where(index)
-    if sampling_rate is not None and (not isinstance(sampling_rate, int) or sampling_rate <= 0):
-        raise ValueError(f"{where}: sampling_rate must be a positive int, got {sampling_rate!r}")
+    if sampling_rate is not None:
+        sampling_rate = check_sampling_rate(sampling_rate, f"{where} (sampling_rate argument)")
+    target = check_sampling_rate(target_sampling_rate, f"{where} (target_sampling_rate)")
     samples, rate = _raw(item, sampling_rate, where)
-    if rate <= 0 or not math.isfinite(rate):
-        raise ValueError(f"{where}: invalid sampling rate {rate}")
-    return resample(_to_mono(samples, where), rate, target_sampling_rate)
+    return resample(_to_mono(samples, where), check_sampling_rate(rate, where), target)
 
 
-def audio_key(item: Any) -> Any:
-    """A cheap identity for de-duplicating clips: paths by name, everything else by content hash.
+def _samples_key(samples: Any, rate: int) -> tuple:
+    """Shape, dtype, rate and a 128-bit hash of the contents; a singleton channel axis is dropped, so a
+    ``[1, N]`` decode and its ``[N]`` array (which load identically) share a key."""
+    if hasattr(samples, "detach") and str(samples.dtype) == "torch.bfloat16":
+        import torch
 
-    TRL repeats each dataset row G times, so the same clip arrives G times in one reward call.
+        array, dtype = samples.detach().cpu().contiguous().view(torch.int16).numpy(), "bfloat16"
+    else:
+        array = _as_numpy(samples)
+        dtype = array.dtype.str
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    array = np.ascontiguousarray(array)
+    return ("samples", array.shape, dtype, rate, _digest(memoryview(array).cast("B")))
+
+
+def _file_key(path: str | os.PathLike) -> tuple:
+    real = os.path.realpath(os.fspath(path))
+    try:
+        stat = os.stat(real)
+    except OSError:  # missing: load_audio will say so; the key still names the file
+        return ("file", real, None, None)
+    return ("file", real, stat.st_size, stat.st_mtime_ns)
+
+
+def audio_key(item: Any, sampling_rate: int | None = None, *, index: int | None = None) -> tuple:
+    """The identity of a clip, by what it is: rows with equal keys decode to the same waveform.
+
+    TRL repeats each dataset row G times and a shuffled, sharded stream restarts row indices, so rlnf
+    identifies clips by their content, never by row position. One rule, used by every part of rlnf:
+
+    * a file path (or a ``{"path"}`` dict without bytes): ``("file", real path, size, mtime_ns)``;
+    * file bytes (or a ``{"bytes"}`` dict: bytes win over a path, since paths stored in parquet files are
+      often bare, reused names): ``("bytes", length, hash)``;
+    * samples (array, tensor, list, ``{"array"}`` dict): ``("samples", shape, dtype, rate, hash)`` with the
+      rate `load_audio` would use (the dict's, else ``sampling_rate``, else 16 kHz);
+    * datasets' ``AudioDecoder``: the key of the source it decodes; one without a source is decoded and
+      keyed by its samples.
+
+    Hashes are 128-bit xxh3 of the raw bytes (blake2b without xxhash). Bad rates raise like `load_audio`.
     """
-    import hashlib
-
-    encoded = getattr(item, "_hf_encoded", None)  # datasets' AudioDecoder keeps the source it decodes
-    if isinstance(encoded, dict):
-        item = encoded
+    where = _where(index)
+    item = _source(item)
     if isinstance(item, (str, os.PathLike)):
-        return ("path", os.fspath(item))
-    if isinstance(item, dict):
-        if item.get("path") and item.get("bytes") is None and item.get("array") is None:
-            return ("path", os.fspath(item["path"]))
-        payload = item.get("bytes") if item.get("bytes") is not None else item.get("array")
-        return ("dict", audio_key(payload), item.get("sampling_rate"))
+        return _file_key(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return ("bytes", hashlib.blake2b(bytes(item), digest_size=16).hexdigest())
-    if hasattr(item, "detach"):
-        item = item.detach().cpu().numpy()
-    if isinstance(item, np.ndarray):
-        array = np.ascontiguousarray(item)
-        return ("array", array.shape, str(array.dtype), hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
-    if isinstance(item, list):
-        return audio_key(np.asarray(item))
-    return ("object", id(item))
+        return ("bytes", len(item), _digest(item))
+    if isinstance(item, dict):
+        if item.get("array") is not None:
+            return _samples_key(item["array"], _dict_rate(item, sampling_rate, where))
+        if item.get("bytes") is not None:
+            return audio_key(item["bytes"])
+        if item.get("path"):
+            return _file_key(item["path"])
+        raise ValueError(f"{where}: dict needs 'array', 'bytes' or 'path', got keys {sorted(item)}")
+    if hasattr(item, "get_all_samples"):
+        samples, rate = _from_decoder(item)
+        return _samples_key(samples, check_sampling_rate(rate, where))
+    if isinstance(item, (np.ndarray, list)) or hasattr(item, "detach"):
+        rate = TARGET_SAMPLING_RATE if sampling_rate is None else check_sampling_rate(sampling_rate, where)
+        return _samples_key(item, rate)
+    raise ValueError(f"{where}: unsupported type {type(item).__name__} for a clip identity")

@@ -7,6 +7,7 @@ torchcodec; `rlnf.audio.load_audio` decodes them where they are used.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,56 @@ DEMO = "demo"
 _FILE_BUILDERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-def check_columns(dataset: Any, columns: list[str], where: str = "dataset") -> None:
-    """Fail before any work when a named column is missing, listing the columns that exist."""
-    present = list(dataset.column_names)
-    missing = [column for column in columns if column not in present]
-    if missing:
-        raise ValueError(f"{where} has no column(s) {missing}; its columns are {present}")
+def column_names(dataset_or_columns: Any) -> list[str] | None:
+    """The columns of a ``Dataset``/``IterableDataset``, a row dict, a list of row dicts (those every row has)
+    or a list of names; ``None`` when they are unknown (an ``IterableDataset`` without features)."""
+    if hasattr(dataset_or_columns, "column_names"):
+        names = dataset_or_columns.column_names
+        return None if names is None else list(names)
+    if isinstance(dataset_or_columns, dict):
+        return list(dataset_or_columns)
+    items = list(dataset_or_columns) if isinstance(dataset_or_columns, (list, tuple)) else None
+    if items and all(isinstance(item, dict) for item in items):
+        return [name for name in items[0] if all(name in item for item in items[1:])]
+    if items is not None and all(isinstance(item, str) for item in items):
+        return items
+    kind = type(dataset_or_columns).__name__
+    raise TypeError(f"check_columns: expected a dataset, a row dict or column names, got {kind}")
+
+
+def check_columns(
+    dataset_or_columns: Any,
+    required: Sequence[str | None] | Mapping[str | None, str],
+    *,
+    where: str = "dataset",
+    hint: str | None = None,
+    hidden: Collection[str] = (),
+) -> None:
+    """Fail before any work when a needed column is missing; the one column check of rlnf.
+
+    Args:
+        dataset_or_columns: anything `column_names` reads. Unknown columns (an ``IterableDataset`` without
+            features) are not checked here: the first batch is.
+        required: column names, or ``{column: the option that names it}`` so the message says what to change;
+            ``None`` names (an optional column switched off) are skipped.
+        where: what is checked, first in the message (``"train_dataset"``, ``"dataset 'x' split 'test'"``).
+        hint: a sentence appended to the message.
+        hidden: internal columns left out of the listing.
+
+    The message is exactly ``"{where} has no column 'audio' (audio_column); its columns are ['a', 'b']"``
+    (``no columns 'a', 'b'`` for several; the ``(option)`` part only with a mapping), then ``". {hint}"``.
+    """
+    present = column_names(dataset_or_columns)
+    if present is None:
+        return
+    options = required if isinstance(required, Mapping) else dict.fromkeys(required)
+    missing = [name for name in options if name is not None and name not in present]
+    if not missing:
+        return
+    named = ", ".join(f"{name!r}" + (f" ({options[name]})" if options[name] else "") for name in missing)
+    shown = sorted(name for name in present if name not in hidden)
+    message = f"{where} has no column{'s' if len(missing) > 1 else ''} {named}; its columns are {shown}"
+    raise ValueError(message + (f". {hint}" if hint else ""))
 
 
 def _undecoded(dataset: Any, audio_column: str) -> Any:
@@ -72,7 +117,7 @@ def load_asr_dataset(
         data = datasets.load_dataset(name, config, **load_kwargs)
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
-    columns = [audio_column] + ([text_column] if text_column else [])
+    columns = {audio_column: "audio_column", text_column: "text_column"}
     for split, dataset in data.items():
         check_columns(dataset, columns, where=f"dataset {name!r} split {split!r}")
     return datasets.DatasetDict({split: _undecoded(dataset, audio_column) for split, dataset in data.items()})

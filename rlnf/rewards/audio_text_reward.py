@@ -22,12 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import TARGET_SAMPLING_RATE, load_audio
+from ..audio import TARGET_SAMPLING_RATE, audio_key, load_audio
 from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
 
 # Keywords TRL passes that are not dataset columns (left out of error messages about columns).
 _TRL_KWARGS = (
-    "prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments",
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
 )
 
 
@@ -47,103 +53,27 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def clip_key(item: Any) -> tuple | None:
-    """The identity of a clip that is stored somewhere (a path, or file bytes), else ``None``.
-
-    ``datasets`` yields a fresh decoder object per row access, but keeps the source it decodes in
-    ``_hf_encoded``: that identifies repeated rows without decoding them. File bytes win over a path (paths
-    inside parquet files are often bare, reused file names).
-    """
-    encoded = getattr(item, "_hf_encoded", None)
-    if isinstance(encoded, dict):
-        item = encoded
-    if isinstance(item, (str, os.PathLike)):
-        return ("path", os.fspath(item))
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return ("bytes", bytes(item))  # the dict hashes it; equal keys are compared byte for byte
-    if isinstance(item, dict) and item.get("array") is None:
-        if item.get("bytes") is not None:
-            return ("bytes", bytes(item["bytes"]))
-        if item.get("path"):
-            return ("path", os.fspath(item["path"]))
-    return None
-
-
-def raw_samples(item: Any) -> tuple[np.ndarray, int | None] | None:
-    """(samples, rate or ``None``) of an in-memory clip, without decoding or copying, else ``None``."""
-    if isinstance(item, dict) and item.get("array") is not None:
-        return _as_numpy(item["array"]), item.get("sampling_rate")
-    if isinstance(item, (np.ndarray, torch.Tensor, list)):
-        return _as_numpy(item), None
-    return None
-
-
-def _as_numpy(samples: Any) -> np.ndarray:
-    if isinstance(samples, torch.Tensor):
-        return samples.detach().cpu().numpy()
-    return np.asarray(samples)
-
-
-def fingerprint(samples: np.ndarray, sampling_rate: int | None) -> tuple:
-    """A cheap key (shape, dtype, rate, ~64 spread samples): equal clips share it; rows with the same key are
-    then compared in full, so grouping never relies on a hash being collision-free."""
-    flat = samples.reshape(-1)
-    step = max(1, flat.size // 64)
-    return (samples.shape, samples.dtype.str, sampling_rate, flat[::step].tobytes(), flat[-1:].tobytes())
-
-
-class _ClipTable:
-    """The distinct clips of one call, found cheaply: by stored source, else by fingerprint + full compare."""
-
-    def __init__(self, sampling_rate: int | None) -> None:
-        self.sampling_rate = sampling_rate
-        self.waveforms: list[np.ndarray] = []
-        self._by_key: dict[tuple, int] = {}
-        self._by_print: dict[tuple, list[tuple[np.ndarray, int]]] = {}
-
-    def index(self, item: Any, row: int) -> int:
-        key = clip_key(item)
-        if key is not None:
-            if key not in self._by_key:
-                self._by_key[key] = self._add(load_audio(item, self.sampling_rate, index=row))
-            return self._by_key[key]
-        raw = raw_samples(item)
-        if raw is None:  # only decoding tells (e.g. a decoder without a source): compare decoded samples
-            waveform = load_audio(item, self.sampling_rate, index=row)
-            return self._match(waveform, TARGET_SAMPLING_RATE, lambda: waveform)
-        rate = raw[1] or self.sampling_rate or TARGET_SAMPLING_RATE
-        return self._match(raw[0], rate, lambda: load_audio(item, self.sampling_rate, index=row))
-
-    def _match(self, samples: np.ndarray, rate: int, load: Any) -> int:
-        candidates = self._by_print.setdefault(fingerprint(samples, rate), [])
-        for seen, index in candidates:
-            if np.array_equal(seen, samples):
-                return index
-        index = self._add(load())
-        candidates.append((samples, index))
-        return index
-
-    def _add(self, waveform: np.ndarray) -> int:
-        self.waveforms.append(waveform)
-        return len(self.waveforms) - 1
-
-
-def group_clips(
-    audios: Sequence[Any], sampling_rate: int | None = None
-) -> tuple[list[np.ndarray], list[int]]:
+def group_clips(audios: Sequence[Any], sampling_rate: int | None = None) -> tuple[list[np.ndarray], list[int]]:
     """Decode each distinct clip once: the waveforms (16 kHz) and, per row, the index of its waveform.
 
-    Rows are the same clip when they are the same object, have the same path or file bytes, or hold equal
-    samples (at the same rate). Objects that only decoding identifies are decoded, then compared.
+    Rows are the same clip when they have the same `rlnf.audio.audio_key` (same file, same bytes, or equal
+    samples at the same rate); a row object seen before is not keyed again (TRL repeats objects G times).
     """
-    table = _ClipTable(sampling_rate)
+    by_key: dict[tuple, int] = {}
     by_object: dict[int, int] = {}  # the items stay alive in `audios`, so ids are unique here
+    waveforms: list[np.ndarray] = []
     rows = []
     for row, item in enumerate(audios):
-        if id(item) not in by_object:
-            by_object[id(item)] = table.index(item, row)
-        rows.append(by_object[id(item)])
-    return table.waveforms, rows
+        clip = by_object.get(id(item))
+        if clip is None:
+            key = audio_key(item, sampling_rate, index=row)
+            clip = by_key.get(key)
+            if clip is None:
+                clip = by_key[key] = len(waveforms)
+                waveforms.append(load_audio(item, sampling_rate, index=row))
+            by_object[id(item)] = clip
+        rows.append(clip)
+    return waveforms, rows
 
 
 def unique_indices(values: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -278,9 +208,7 @@ class AudioTextReward:
 
     # -- the call TRL makes
 
-    def __call__(
-        self, prompts: Any = None, completions: Sequence[Any] | None = None, **kwargs: Any
-    ) -> list[float]:
+    def __call__(self, prompts: Any = None, completions: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
         """One reward per completion; ``kwargs`` carries the dataset columns (one entry per completion)."""
         if completions is None:
             raise ValueError("AudioTextReward needs `completions` (TRL passes them as a keyword)")

@@ -1,17 +1,19 @@
 """Rewards by name, so a recipe or YAML file can choose them: ``reward_funcs: [reward_model, wer]``.
 
 Stock TRL reads a string in ``reward_funcs`` as a hub id of a *text* classifier, so names must be resolved
-here first::
+here first. `resolve_reward_funcs` (alias `get_reward_funcs`) is the one resolver: every trainer and recipe
+calls it, so a name means the same everywhere, and an unknown name is an error with a close-match
+suggestion, never a hub lookup::
 
-    funcs, weights = get_reward_funcs(["reward_model", "wer", "repetition_penalty"],
-                                      reward_model_path="RobotsMali/reward-model",
-                                      weights=[1.0, 0.5, 0.2], reference_column="text",
-                                      repetition_penalty={"ngram_size": 4})
+    funcs, weights = resolve_reward_funcs(["reward_model", "wer", "repetition_penalty"], [1.0, 0.5, 0.2],
+                                          reward_model_path="demo",  # or a folder, or a hub id
+                                          reference_column="text", repetition_penalty={"ngram_size": 4})
     trainer = GRPOTrainer(..., reward_funcs=funcs, args=GRPOConfig(..., reward_weights=weights))
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 from collections.abc import Callable, Sequence
@@ -23,9 +25,10 @@ RewardFunc = Callable[..., list]
 
 
 def make_reward_model(reward_model_path: str | os.PathLike | None = None, **options: Any) -> RewardFunc:
-    """`AudioTextReward` loaded from ``reward_model_path`` (a local folder or hub id)."""
+    """`AudioTextReward` loaded from ``reward_model_path``: a local folder, a hub id, or ``"demo"`` (the shipped
+    demo reward model)."""
     if reward_model_path is None:
-        raise ValueError("the 'reward_model' reward needs reward_model_path=<folder or hub id>")
+        raise ValueError("the 'reward_model' reward needs reward_model_path=<a local folder, a hub id, or 'demo'>")
     from .audio_text_reward import AudioTextReward
 
     return AudioTextReward.from_pretrained(reward_model_path, **options)
@@ -54,13 +57,25 @@ def _accepted_options(name: str) -> set[str]:
     return set(inspect.signature(REWARD_FUNCS[name]).parameters)
 
 
-def _check_names(names: Sequence[str | RewardFunc]) -> None:
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'wer'?)`` for the closest of ``choices`` (difflib), or nothing."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _check_names(names: Sequence[Any]) -> None:
     seen: set[str] = set()
-    for name in names:
+    for position, name in enumerate(names):
         if callable(name):
             continue
+        if not isinstance(name, str):
+            raise ValueError(f"reward {position} must be a reward name or a callable, got {type(name).__name__}")
         if name not in REWARD_FUNCS:
-            raise ValueError(f"unknown reward {name!r}; known rewards: {sorted(REWARD_FUNCS)}")
+            raise ValueError(
+                f"unknown reward {name!r}{_did_you_mean(name, sorted(REWARD_FUNCS))}; known rewards: "
+                f"{sorted(REWARD_FUNCS)}. Names are never looked up on the hub: for a reward-model checkpoint use "
+                "'reward_model' with reward_model_path=<folder, hub id or 'demo'>"
+            )
         if name in seen:
             raise ValueError(f"reward {name!r} is listed twice (TRL would log both under one name)")
         seen.add(name)
@@ -75,19 +90,20 @@ def _split_options(names: Sequence[str], options: dict[str, Any]) -> tuple[dict[
     return options, per_reward
 
 
-def get_reward_funcs(
-    names: Sequence[str | RewardFunc],
-    *,
+def resolve_reward_funcs(
+    names: str | RewardFunc | Sequence[str | RewardFunc],
     weights: Sequence[float] | None = None,
+    *,
     reward_model_path: str | os.PathLike | None = None,
     **options: Any,
 ) -> tuple[list[RewardFunc], list[float]]:
-    """Build reward callables by name, with their weights (for ``GRPOConfig.reward_weights``).
+    """Build reward callables by name, with their weights (for ``GRPOConfig.reward_weights``): the one resolver.
 
     Args:
-        names: reward names from `REWARD_FUNCS` (callables are passed through unchanged).
+        names: reward names from `REWARD_FUNCS` (callables are passed through unchanged); one name or callable
+            is taken as a list of one, as TRL does.
         weights: one weight per reward; default 1.0 each.
-        reward_model_path: folder or hub id for ``"reward_model"``.
+        reward_model_path: folder, hub id or ``"demo"`` for ``"reward_model"`` (an error without one).
         options: shared keyword options, each given to every selected reward whose factory accepts it (e.g.
             ``reference_column``, ``audio_column``, ``normalizer``); an option named after a reward holds a
             dict of options for that reward only, and wins over shared ones. An option that no known
@@ -95,8 +111,12 @@ def get_reward_funcs(
 
     Returns:
         ``(reward_funcs, weights)``: lists of the same length as ``names``.
+
+    Raises:
+        ValueError: an unknown name (with a close match, if any), a name listed twice, a weight count that
+            differs from the reward count, or an option no reward takes.
     """
-    names = list(names)
+    names = [names] if isinstance(names, str) or callable(names) else list(names)
     _check_names(names)
     if weights is None:
         weights = [1.0] * len(names)
@@ -105,23 +125,27 @@ def get_reward_funcs(
     shared, per_reward = _split_options(names, dict(options))
     if reward_model_path is not None and "reward_model" in names:  # ignored otherwise: recipes always pass it
         shared["reward_model_path"] = reward_model_path
-    used: set[str] = set()
-    funcs = []
+    # Options some other known reward takes are fine (a recipe passes its columns whatever rewards it picks);
+    # an option that no reward takes is a typo. Checked before anything is built (a reward model loads slowly).
+    known = set().union(*(_accepted_options(name) for name in REWARD_FUNCS))
+    unknown_options = set(shared) - known
+    if unknown_options:
+        first = sorted(unknown_options)[0]
+        raise ValueError(
+            f"no reward takes the options {sorted(unknown_options)}{_did_you_mean(first, sorted(known))} "
+            f"(rewards: {names})"
+        )
+    chosen: dict[str, dict[str, Any]] = {}
     for name in names:
         if callable(name):
-            funcs.append(name)
             continue
         accepted = _accepted_options(name)
-        chosen = {key: value for key, value in shared.items() if key in accepted}
-        used |= set(chosen)
         unknown = set(per_reward.get(name, {})) - accepted
         if unknown:
             raise ValueError(f"reward {name!r} takes no {sorted(unknown)}; it takes {sorted(accepted)}")
-        funcs.append(REWARD_FUNCS[name](**{**chosen, **per_reward.get(name, {})}))
-    # Options some other known reward takes are fine (a recipe passes its columns whatever rewards it picks);
-    # an option that no reward takes is a typo.
-    known = set().union(*(_accepted_options(name) for name in REWARD_FUNCS))
-    unknown_options = set(shared) - used - known
-    if unknown_options:
-        raise ValueError(f"no reward takes the options {sorted(unknown_options)} (rewards: {names})")
+        chosen[name] = {**{k: v for k, v in shared.items() if k in accepted}, **per_reward.get(name, {})}
+    funcs = [name if callable(name) else REWARD_FUNCS[name](**chosen[name]) for name in names]
     return funcs, [float(weight) for weight in weights]
+
+
+get_reward_funcs = resolve_reward_funcs  # the name recipes and trainers have used

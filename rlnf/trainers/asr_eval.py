@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..data.loading import check_columns
 from ..policies.whisper import transcribe
 
 
@@ -47,9 +48,8 @@ def evaluate_asr(
     default normaliser matches ``ASRGRPOConfig.eval_normalizer`` and the ``wer``/``cer`` rewards.
     """
     rows = [dataset[i] for i in range(len(dataset))]
-    for name in (audio_column, reference_column):
-        if rows and name not in rows[0]:
-            raise ValueError(f"evaluation dataset has no column {name!r}; its columns: {sorted(rows[0])}")
+    columns = {audio_column: "audio_column", reference_column: "reference_column"}
+    check_columns(dataset if hasattr(dataset, "column_names") else rows, columns, where="evaluation dataset")
     hypotheses = transcribe(model, processor, [r[audio_column] for r in rows], **transcribe_kwargs)
     rates = error_rates([r[reference_column] for r in rows], hypotheses, normalizer)
     return {**rates, "num_samples": len(rows), "hypotheses": hypotheses}
