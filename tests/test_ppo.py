@@ -1,0 +1,220 @@
+"""PPO with a value model: the math against hand computations, the value heads' shapes and masking, and
+ASRPPOTrainer on a tiny offline Whisper (one update moves policy and critic, resume == uninterrupted)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from rlnf.policies.base import ClipBatch
+from rlnf.policies.value_heads import (
+    SequenceValueModel,
+    TokenValueModel,
+    ValueHead,
+    build_value_model,
+    capture_decoder_hidden,
+    completion_values,
+    pooled_states,
+)
+from rlnf.trainers.ppo_math import (
+    AdaptiveKLController,
+    clipped_policy_loss,
+    clipped_value_loss,
+    explained_variance,
+    gae,
+    masked_mean,
+    masked_whiten,
+    per_token_kl,
+    per_token_rewards,
+    sequence_advantages,
+)
+
+# --------------------------------------------------------------------------------------------------
+# PPO math (every expected number below was worked out by hand; see the comments)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gae_and_returns_by_hand():
+    # row 0: 3 tokens, score 1 on the last one; row 1: 2 tokens (position 2 is padding with junk values).
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 2.0, 7.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7], [1.0, 0.5, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    advantages, returns = gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    # row 0: d2 = 1 - 0.7 = 0.3; d1 = 0.9*0.7 - 0.6 = 0.03; d0 = 0.9*0.6 - 0.5 = 0.04
+    #        A2 = 0.3; A1 = 0.03 + 0.72*0.3 = 0.246; A0 = 0.04 + 0.72*0.246 = 0.21712
+    # row 1: d1 = 2 + 0 - 0.5 = 1.5 (V after the last token is 0); d0 = 0.9*0.5 - 1 = -0.55
+    #        A1 = 1.5; A0 = -0.55 + 0.72*1.5 = 0.53
+    expected_adv = torch.tensor([[0.21712, 0.246, 0.3], [0.53, 1.5, 0.0]])
+    expected_ret = torch.tensor([[0.71712, 0.846, 1.0], [1.53, 2.0, 0.0]])
+    torch.testing.assert_close(advantages, expected_adv, atol=1e-6, rtol=0)
+    torch.testing.assert_close(returns, expected_ret, atol=1e-6, rtol=0)
+
+
+def test_gae_lambda_one_gamma_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.1, -0.2, 1.0, 0.0]])
+    values = torch.tensor([[0.3, 0.2, 0.4, 5.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(returns, torch.tensor([[0.9, 0.8, 1.0, 0.0]]))  # Monte-Carlo returns
+    torch.testing.assert_close(advantages, torch.tensor([[0.6, 0.6, 0.6, 0.0]]))
+
+
+def test_kl_penalty_per_token_and_score_on_last_token():
+    logp = torch.tensor([[-1.0, -0.5, -2.0], [-0.3, -1.0, -4.0]])
+    ref = torch.tensor([[-1.1, -0.7, -2.3], [-0.7, -1.5, 0.0]])
+    kl = per_token_kl(logp, ref, "k1")
+    torch.testing.assert_close(kl, torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, -4.0]]))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    rewards, non_score = per_token_rewards(torch.tensor([1.0, 0.5]), kl, mask, kl_coef=0.1)
+    torch.testing.assert_close(non_score, torch.tensor([[-0.01, -0.02, -0.03], [-0.04, -0.05, 0.0]]))
+    torch.testing.assert_close(rewards, torch.tensor([[-0.01, -0.02, 0.97], [-0.04, 0.45, 0.0]]))
+    # k3: (r - 1) - log r with r = pi_ref / pi; log pi - log pi_ref = 1 -> exp(-1) - 1 + 1 = 0.3679
+    k3 = per_token_kl(torch.tensor([-1.0]), torch.tensor([-2.0]), "k3")
+    assert k3.item() == pytest.approx(math.exp(-1.0), abs=1e-6)
+    with pytest.raises(ValueError, match="kl_estimator must be 'k1' or 'k3', got 'k2'"):
+        per_token_kl(logp, ref, "k2")
+    with pytest.raises(ValueError, match=r"rows \[1\] have no completion token"):
+        per_token_rewards(torch.tensor([1.0, 0.5]), kl, torch.tensor([[1, 1, 1], [0, 0, 0]]), kl_coef=0.1)
+
+
+def test_adaptive_kl_controller_moves_towards_target():
+    ctl = AdaptiveKLController(value=0.1, target=6.0, horizon=10000)
+    ctl.update(12.0, n_steps=100)  # error clipped to +0.2: 0.1 * (1 + 0.2 * 100 / 10000)
+    assert ctl.value == pytest.approx(0.1002)
+    ctl.update(3.0, n_steps=100)  # error -0.5 clipped to -0.2
+    assert ctl.value == pytest.approx(0.1002 * 0.998)
+    with pytest.raises(ValueError, match="target > 0"):
+        AdaptiveKLController(value=0.1, target=0.0, horizon=10)
+
+
+def test_masked_whitening_by_hand():
+    x = torch.tensor([[1.0, 3.0], [5.0, 100.0]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    # mean 3, unbiased variance (4 + 0 + 4) / 2 = 4, std 2
+    torch.testing.assert_close(masked_whiten(x, mask), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        masked_whiten(x, mask, shift_mean=False), torch.tensor([[2.0, 3.0], [4.0, 0.0]]), atol=1e-6, rtol=0
+    )
+    assert masked_mean(x, mask).item() == pytest.approx(3.0)
+    # A rollout split over two ranks holding the same rows: summing over "ranks" equals whitening both copies.
+    doubled = masked_whiten(x, mask, reduce=lambda t: 2 * t)
+    both = masked_whiten(torch.cat([x, x]), torch.cat([mask, mask]))[:2]
+    torch.testing.assert_close(doubled, both)
+
+
+def test_clipped_policy_loss_by_hand():
+    logp = torch.tensor([[-1.0, -2.0, -0.5, 3.0]])
+    old = torch.tensor([[-1.2, -1.5, -0.55, -3.0]])
+    adv = torch.tensor([[1.0, -2.0, 0.5, 100.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    loss, clipfrac, approx_kl = clipped_policy_loss(logp, old, adv, mask, cliprange=0.2)
+    # token 0: r = e^0.2 = 1.2214 -> max(-1.2214, -1.2) = -1.2 (clipped)
+    # token 1: r = e^-0.5 = 0.6065, A = -2 -> max(1.2131, 1.6) = 1.6 (clipped)
+    # token 2: r = e^0.05 = 1.05127 inside the range -> -0.5 * 1.05127 = -0.525636
+    assert loss.item() == pytest.approx((-1.2 + 1.6 - 0.5 * math.exp(0.05)) / 3, abs=1e-6)
+    assert clipfrac.item() == pytest.approx(2 / 3)
+    assert approx_kl.item() == pytest.approx(0.5 * (0.04 + 0.25 + 0.0025) / 3, abs=1e-7)
+
+
+def test_clipped_value_loss_by_hand():
+    values = torch.tensor([1.0, 0.0, 50.0])
+    old = torch.tensor([0.5, 0.1, 0.0])
+    returns = torch.tensor([2.0, -1.0, 0.0])
+    mask = torch.tensor([1, 1, 0])
+    loss, clipfrac = clipped_value_loss(values, old, returns, mask, cliprange_value=0.2)
+    # v0 clipped to 0.7: max((1 - 2)^2, (0.7 - 2)^2) = 1.69; v1 inside [-0.1, 0.3]: 1
+    assert loss.item() == pytest.approx(0.5 * (1.69 + 1.0) / 2)
+    assert clipfrac.item() == pytest.approx(0.5)
+
+
+def test_explained_variance_and_sequence_advantages():
+    values = torch.tensor([1.0, 2.0, 3.0, 8.0])
+    returns = torch.tensor([1.0, 2.0, 4.0, 0.0])
+    mask = torch.tensor([1, 1, 1, 0])
+    # Var[returns] = 14/9, Var[returns - values] = Var[0, 0, 1] = 2/9 -> 1 - 1/7
+    assert explained_variance(values, returns, mask) == pytest.approx(6 / 7)
+    assert math.isnan(explained_variance(values, torch.ones(4), mask))
+    adv, ret = sequence_advantages(torch.tensor([1.0, 0.2]), torch.tensor([0.4, 0.5]))
+    torch.testing.assert_close(adv, torch.tensor([0.6, -0.3]))
+    torch.testing.assert_close(ret, torch.tensor([1.0, 0.2]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Value heads
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper():
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
+
+    torch.manual_seed(0)
+    texts = ["i ni ce", "an bɛ taa sugu la", "sanji bɛ na bi", "den fila bɛ yen"] * 3
+    return build_tiny_whisper(
+        texts, d_model=32, layers=1, heads=2, max_source_positions=50, max_target_positions=24, vocab_size=200
+    )
+
+
+def _decoder_batch(model, rows=3, prefix=3, completion=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mels = model.config.num_mel_bins
+    features = torch.randn(2, mels, 2 * model.config.max_source_positions, generator=g)
+    clips = ClipBatch({"input_features": features}, torch.tensor([0, 0, 1][:rows]))
+    ids = torch.randint(4, 100, (rows, prefix + completion), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0  # row 1: 2 completion tokens, then padding
+    return clips, ids, mask
+
+
+def test_token_value_model_shape_masks_padding_and_prefix(tiny_whisper):
+    model, _ = tiny_whisper
+    critic = TokenValueModel.from_policy(model).eval()
+    clips, ids, mask = _decoder_batch(model)
+    values = critic(clips, ids, mask, logits_to_keep=4)
+    assert values.shape == (3, 4)  # completion positions only: the 3 prefix positions get no value
+    assert torch.all(values[1, -2:] == 0) and torch.all(values[0] != 0)
+    # Real tokens' values do not depend on what sits in padded positions (causal decoder + masking).
+    junk = ids.clone()
+    junk[1, -2:] = 7
+    torch.testing.assert_close(critic(clips, junk, mask, 4)[1, :2], values[1, :2])
+    # The value of completion token j reads the hidden state at the position that predicts it.
+    out = critic.trunk(input_features=clips.inputs["input_features"][clips.clip_of_row], decoder_input_ids=ids)
+    torch.testing.assert_close(values[0], critic.head(out.last_hidden_state[0, 2:6]), atol=1e-5, rtol=1e-5)
+    # A copy: training the critic leaves the policy alone.
+    assert critic.trunk.decoder.embed_tokens.weight.data_ptr() != model.model.decoder.embed_tokens.weight.data_ptr()
+    torch.testing.assert_close(critic.trunk.decoder.embed_tokens.weight, model.model.decoder.embed_tokens.weight)
+
+
+def test_shared_head_reads_the_policys_decoder_states(tiny_whisper):
+    model, _ = tiny_whisper
+    model = copy.deepcopy(model).eval()
+    head = build_value_model("shared", model)
+    assert isinstance(head, ValueHead)
+    clips, ids, mask = _decoder_batch(model)
+    features = clips.inputs["input_features"][clips.clip_of_row]
+    with capture_decoder_hidden(model) as hidden:
+        model(input_features=features, decoder_input_ids=ids, decoder_attention_mask=mask)
+    assert len(hidden) == 1 and hidden[0].shape == (3, 7, 32)
+    values = completion_values(head, hidden[0], mask, 4)
+    assert values.shape == (3, 4) and torch.all(values[1, -2:] == 0)
+    with pytest.raises(ValueError, match="hidden states cover 7 positions but the mask 6"):
+        completion_values(head, hidden[0], mask[:, 1:], 4)
+
+
+def test_pooled_states_and_audio_critic(tiny_whisper):
+    states = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    torch.testing.assert_close(pooled_states(states, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]]))
+    with pytest.raises(ValueError, match="no valid frame"):
+        pooled_states(states, torch.tensor([[0, 0, 0]]))
+    model, _ = tiny_whisper
+    critic = SequenceValueModel.from_policy(model).eval()
+    clips, _, _ = _decoder_batch(model)
+    values = critic(clips)
+    assert values.shape == (2,)  # one value per clip, whatever its number of rows
+    encoded = model.model.encoder(clips.inputs["input_features"]).last_hidden_state
+    torch.testing.assert_close(values, critic.head(encoded.mean(1)), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="value_model must be one of"):
+        build_value_model("critic", model)
