@@ -26,8 +26,13 @@ def wav_path(tmp_path, clip):
 
 def test_every_form_gives_the_same_samples(clip, wav_path):
     forms = [
-        str(wav_path), wav_path, wav_path.read_bytes(), clip, torch.from_numpy(clip),
-        {"array": clip, "sampling_rate": 16000}, {"path": str(wav_path), "bytes": None},
+        str(wav_path),
+        wav_path,
+        wav_path.read_bytes(),
+        clip,
+        torch.from_numpy(clip),
+        {"array": clip, "sampling_rate": 16000},
+        {"path": str(wav_path), "bytes": None},
         {"path": None, "bytes": wav_path.read_bytes()},
     ]
     for form in forms:
@@ -126,5 +131,130 @@ def test_audio_key_identifies_duplicates(clip, wav_path):
     assert audio_key(clip) == audio_key(clip.copy())
     assert audio_key(clip) != audio_key(clip * 0.5)
     assert audio_key(str(wav_path)) == audio_key({"path": str(wav_path), "bytes": None})
-    assert audio_key({"array": clip, "sampling_rate": 16000}) == audio_key({"array": clip.copy(), "sampling_rate": 16000})
+    assert audio_key({"array": clip, "sampling_rate": 16000}) == audio_key(
+        {"array": clip.copy(), "sampling_rate": 16000}
+    )
     assert audio_key({"array": clip, "sampling_rate": 16000}) != audio_key({"array": clip, "sampling_rate": 8000})
+
+
+# ---- PCM, dtypes, amplitudes ------------------------------------------------------------------------------
+
+
+def test_unsigned_8bit_pcm_is_offset_binary():
+    # 8-bit WAV stores 128 as silence: 0 -> -1, 64 -> -0.5, 128 -> 0, 192 -> 0.5, 255 -> 127/128.
+    pcm = np.array([0, 64, 128, 192, 255] * 40, dtype=np.uint8)
+    expected = np.array([-1.0, -0.5, 0.0, 0.5, 127 / 128] * 40, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(pcm), expected)
+
+
+def test_unsigned_8bit_wav_file_matches_soundfile(tmp_path, clip):
+    path = tmp_path / "u8.wav"
+    sf.write(path, clip, 16000, subtype="PCM_U8")
+    raw = np.frombuffer(path.read_bytes()[-len(clip) :], dtype=np.uint8)  # the data chunk is the file's tail
+    np.testing.assert_allclose(load_audio(raw), sf.read(path, dtype="float32")[0], atol=1e-7)
+    np.testing.assert_allclose(load_audio(raw), clip, atol=1 / 128)
+
+
+def test_signed_pcm_full_scale():
+    pcm = np.array([-32768, -16384, 0, 16384, 32767] * 40, dtype=np.int16)
+    np.testing.assert_array_equal(load_audio(pcm)[:5], np.array([-1.0, -0.5, 0.0, 0.5, 32767 / 32768], np.float32))
+
+
+def test_bfloat16_tensors_are_converted(clip):
+    tensor = torch.from_numpy(clip).to(torch.bfloat16)
+    np.testing.assert_array_equal(load_audio(tensor), tensor.float().numpy())
+    assert audio_key(tensor) == audio_key(tensor.clone()) != audio_key(tensor.float())
+
+
+@pytest.mark.parametrize("gain, dtype", [(1e20, np.float32), (1e300, np.float64)])
+def test_extreme_amplitudes_are_scaled_not_overflowed(clip, gain, dtype):
+    loud = clip.astype(dtype) * gain
+    out = load_audio(loud)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, clip / np.abs(clip).max(), rtol=1e-5, atol=1e-7)
+
+
+def test_ordinary_loud_audio_is_left_alone(clip):
+    np.testing.assert_array_equal(load_audio(clip * 100), (clip * 100).astype(np.float32))
+
+
+# ---- sampling rates ---------------------------------------------------------------------------------------
+
+
+def test_dict_without_a_rate_takes_the_callers():
+    tone = sine_clip(1.0, sampling_rate=8000)
+    out = load_audio({"array": tone, "sampling_rate": None}, 8000)
+    np.testing.assert_array_equal(out, load_audio({"array": tone, "sampling_rate": 8000}))
+    assert len(out) == 16000
+    assert len(load_audio({"array": tone, "sampling_rate": None})) == 8000  # no rate anywhere: 16 kHz
+    assert len(load_audio({"array": tone, "sampling_rate": 8000}, 16000)) == 16000  # the dict's own rate wins
+    assert audio_key({"array": tone, "sampling_rate": None}, 8000) == audio_key({"array": tone, "sampling_rate": 8000})
+
+
+@pytest.mark.parametrize(
+    "rate, problem",
+    [
+        (7, "sampling rate 7 Hz is outside [1000, 768000]"),
+        (0, "sampling rate 0 Hz is outside [1000, 768000]"),
+        (-16000, "sampling rate -16000 Hz is outside [1000, 768000]"),
+        ("16k", "sampling rate must be a whole number of Hz, got '16k'"),
+        (float("nan"), "sampling rate must be a whole number of Hz, got nan"),
+        (16000.5, "sampling rate must be a whole number of Hz, got 16000.5"),
+        (True, "sampling rate must be a whole number of Hz, got True"),
+    ],
+)
+def test_absurd_or_non_integer_rates_name_the_item(clip, rate, problem):
+    with pytest.raises(ValueError) as error:
+        load_audio({"array": clip, "sampling_rate": rate}, index=2)
+    assert str(error.value) == f"audio item 2: {problem}"
+    with pytest.raises(ValueError) as error:
+        load_audio(clip, rate, index=2)
+    assert str(error.value) == f"audio item 2 (sampling_rate argument): {problem}"
+    with pytest.raises(ValueError, match="audio item 2: sampling rate"):
+        audio_key({"array": clip, "sampling_rate": rate}, index=2)
+
+
+def test_integral_float_rates_are_accepted(clip):
+    np.testing.assert_array_equal(load_audio(clip, 16000.0), clip)
+    np.testing.assert_array_equal(load_audio({"array": clip, "sampling_rate": np.int64(16000)}), clip)
+
+
+# ---- truncated files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["path", "bytes"])
+def test_file_shorter_than_its_header_is_an_error(tmp_path, clip, form):
+    path = tmp_path / "cut.wav"
+    sf.write(path, clip, 16000, subtype="PCM_16")  # 44-byte header + 32000 bytes of samples
+    path.write_bytes(path.read_bytes()[:16022])
+    item = str(path) if form == "path" else path.read_bytes()
+    name = repr(str(path)) if form == "path" else "'<bytes>'"
+    with pytest.raises(ValueError) as error:
+        load_audio(item, index=5)
+    assert str(error.value) == (
+        f"audio item 5: {name} is truncated: its header promises 32000 bytes of audio (data chunk) but the file "
+        "holds 15978"
+    )
+
+
+# ---- clip identity ---------------------------------------------------------------------------------------
+
+
+def test_audio_key_identifies_a_file_by_what_it_is(tmp_path, clip, wav_path):
+    alias = tmp_path / "alias.wav"
+    alias.symlink_to(wav_path)
+    assert audio_key(str(alias)) == audio_key(wav_path) == audio_key({"path": str(wav_path), "bytes": None})
+    before = audio_key(wav_path)
+    sf.write(wav_path, clip * 0.5, 16000, subtype="PCM_16")  # same name, new content
+    assert audio_key(wav_path) != before
+    data = wav_path.read_bytes()
+    # File bytes win over a (bare, reused) stored path; equal bytes under two names are one clip.
+    assert audio_key({"path": "a.wav", "bytes": data}) == audio_key({"path": "b.wav", "bytes": data}) == audio_key(data)
+    assert audio_key({"path": "a.wav", "bytes": data}) != audio_key({"path": "a.wav", "bytes": data[:-2]})
+
+
+def test_audio_key_samples_rule(clip):
+    assert audio_key(clip) == audio_key(torch.from_numpy(clip.copy())) == audio_key(list(clip))
+    assert audio_key(clip) == audio_key({"array": clip, "sampling_rate": 16000}) == audio_key(clip[None])
+    assert audio_key(clip) != audio_key(clip, 8000) == audio_key({"array": clip, "sampling_rate": 8000})
+    assert audio_key(clip) != audio_key(clip.astype(np.float64))  # other dtype: keyed apart (never merged wrongly)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import jiwer
@@ -15,8 +16,9 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name
 
-from rlnf.rewards.audio_text_reward import AudioTextReward, balanced_slices, clip_key, default_device, group_clips
-from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
+from rlnf.audio import audio_key
+from rlnf.rewards.audio_text_reward import AudioTextReward, balanced_slices, default_device, group_clips
+from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs, resolve_reward_funcs
 from rlnf.rewards.transcript_rewards import (
     bambara_normalize,
     basic_normalize,
@@ -213,21 +215,53 @@ def test_registry_options_shared_and_per_reward():
 
 
 def test_registry_errors():
-    with pytest.raises(ValueError, match=r"unknown reward 'bleu'; known rewards: \['cer', 'empty_penalty'"):
+    known = "['cer', 'empty_penalty', 'repetition_penalty', 'reward_model', 'wer']"
+    with pytest.raises(ValueError) as error:
         get_reward_funcs(["bleu"])
-    with pytest.raises(ValueError, match="2 weights for 1 rewards"):
+    assert str(error.value).startswith(f"unknown reward 'bleu'; known rewards: {known}. Names are never looked up")
+    with pytest.raises(
+        ValueError, match=re.escape(f"unknown reward 'werr' (did you mean 'wer'?); known rewards: {known}")
+    ):
+        get_reward_funcs(["cer", "werr"])
+    with pytest.raises(ValueError, match=re.escape("unknown reward 'reward-model' (did you mean 'reward_model'?)")):
+        get_reward_funcs(["reward-model"], reward_model_path="demo")
+    with pytest.raises(ValueError, match="^reward 1 must be a reward name or a callable, got NoneType$"):
+        get_reward_funcs(["wer", None])
+    with pytest.raises(ValueError, match=re.escape("got 2 weights for 1 rewards ['wer']")):
         get_reward_funcs(["wer"], weights=[1, 2])
-    with pytest.raises(ValueError, match="no reward takes the options"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("no reward takes the options ['refrence_column'] (did you mean 'reference_column'?)"),
+    ):
         get_reward_funcs(["wer"], refrence_column="typo")
     # an option only another known reward takes is passed over, so recipes can pass their columns blindly
     funcs, _ = get_reward_funcs(["wer"], audio_column="audio", reference_column="ref")
     assert funcs[0](["a b"], ref=["a b"]) == [1.0]
-    with pytest.raises(ValueError, match="takes no"):
+    with pytest.raises(ValueError, match=re.escape("reward 'wer' takes no ['ngram_size']")):
         get_reward_funcs(["wer"], wer={"ngram_size": 3})
-    with pytest.raises(ValueError, match="reward_model_path"):
+    with pytest.raises(ValueError, match=re.escape("needs reward_model_path=<a local folder, a hub id, or 'demo'>")):
         get_reward_funcs(["reward_model"])
-    with pytest.raises(ValueError, match="listed twice"):
+    with pytest.raises(ValueError, match="reward 'wer' is listed twice"):
         get_reward_funcs(["wer", "wer"])
+
+
+def test_typo_fails_before_any_reward_is_built(monkeypatch):
+    built = []
+    monkeypatch.setitem(REWARD_FUNCS, "wer", lambda **kw: built.append(kw) or (lambda completions, **k: []))
+    with pytest.raises(ValueError, match="no reward takes"):
+        get_reward_funcs(["wer"], normaliser="bambara")
+    assert built == []
+
+
+def test_one_resolver_under_two_names_and_single_names():
+    assert resolve_reward_funcs is get_reward_funcs
+    funcs, weights = resolve_reward_funcs("cer", [2])
+    assert [get_callable_name(f) for f in funcs] == ["cer"] and weights == [2.0]
+
+
+def test_reward_model_resolves_demo_by_name():
+    funcs, _ = resolve_reward_funcs(["reward_model", "wer"], reward_model_path="demo", name="rm")
+    assert isinstance(funcs[0], AudioTextReward) and funcs[0].__name__ == "rm"
 
 
 def test_registry_passes_callables_through():
@@ -373,8 +407,9 @@ def test_duplicates_are_found_by_identity_path_and_content(wav_paths):
     # Bare arrays are at 16 kHz, so they equal the 16 kHz dicts and the decoded samples.
     assert rows == [0] * 3 + [1] * (5 + 2 + 2) + [2] * 2 + [3] * 2
     assert len(waveforms) == 4
-    assert clip_key(with_source[0]) == ("path", wav_paths[2])  # datasets' decoders: no decoding needed
-    assert clip_key(decoders[0]) is None  # only decoding tells: group_clips compares the samples
+    # datasets' decoders are keyed by their source, without decoding; a decoder without one by its samples.
+    assert audio_key(with_source[0]) == audio_key(wav_paths[2])
+    assert audio_key(decoders[0]) == audio_key(wave)
 
 
 @pytest.mark.parametrize(
@@ -454,8 +489,13 @@ def test_trl_name_and_logging_hooks(tiny, wav_paths):
     reward = AudioTextReward(model, processor, device="cpu")
     assert get_callable_name(reward) == "reward_model"
     reward(
-        prompts=[""] * len(completions), completions=completions, audio=audios, text=references,
-        trainer_state=None, log_metric=metrics.__setitem__, log_extra=extra.__setitem__,
+        prompts=[""] * len(completions),
+        completions=completions,
+        audio=audios,
+        text=references,
+        trainer_state=None,
+        log_metric=metrics.__setitem__,
+        log_extra=extra.__setitem__,
     )
     assert metrics == {"reward_model/unique_clips": 4.0, "reward_model/completions_per_clip": 3.0}
     assert extra == {"reference": references}
@@ -491,7 +531,10 @@ def test_from_pretrained_and_registry(tiny, wav_paths):
     assert loaded.__name__ == "rm2"
     assert loaded(completions=completions, audio=audios) == pytest.approx(expected, abs=1e-6)
     funcs, weights = get_reward_funcs(
-        ["reward_model", "wer"], reward_model_path=folder, weights=[1.0, 0.5], device="cpu",
+        ["reward_model", "wer"],
+        reward_model_path=folder,
+        weights=[1.0, 0.5],
+        device="cpu",
         audio_column="speech",
     )
     assert isinstance(funcs[0], AudioTextReward) and funcs[0].audio_column == "speech"

@@ -1,17 +1,27 @@
 """RewardConfig / RewardModel / RewardModelProcessor: published-checkpoint compatibility and correctness."""
 
 import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sentencepiece as spm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, WhisperFeatureExtractor
 
 from rlnf import RewardConfig, RewardModel, RewardModelProcessor
+from rlnf.assets import resolve_demo_path
 from rlnf.cli import main as cli_main
+from rlnf.reward_model.checkpoint import CheckpointError
+from rlnf.rewards.audio_text_reward import AudioTextReward
 from rlnf.testing import sine_clip, tiny_reward_model, write_published_layout
 
 TEXTS = ["i ni ce", "a bɛ so kɔnɔ", "muso ni cɛ bɛ baara la sisan", ""]
@@ -27,8 +37,24 @@ def loaded(published):
     return RewardModel.from_pretrained(published).eval(), RewardModelProcessor.from_pretrained(published)
 
 
+def copy_checkpoint(source, target):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "spiece.model",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    ):
+        shutil.copy(source / name, target / name)
+
+
 def clips():
-    return [sine_clip(1.0, 220, seed=0), sine_clip(2.3, 330, seed=1), sine_clip(0.6, 150, seed=2), sine_clip(1.7, 500, seed=3)]
+    return [
+        sine_clip(1.0, 220, seed=0),
+        sine_clip(2.3, 330, seed=1),
+        sine_clip(0.6, 150, seed=2),
+        sine_clip(1.7, 500, seed=3),
+    ]
 
 
 def original_score(folder, waveform: np.ndarray, text: str) -> float:
@@ -45,13 +71,17 @@ def original_score(folder, waveform: np.ndarray, text: str) -> float:
     for i in range(c["audio_conv_layers"]):
         layers += [nn.Conv1d(c["n_mel"] if i == 0 else 128, 128, 5, 1, 2), nn.BatchNorm1d(128), nn.ReLU()]
     audio_encoder = nn.Sequential(*layers)
-    audio_encoder.load_state_dict({k[len("audio_encoder."):]: v for k, v in weights.items() if k.startswith("audio_encoder.")})
+    audio_encoder.load_state_dict(
+        {k[len("audio_encoder.") :]: v for k, v in weights.items() if k.startswith("audio_encoder.")}
+    )
     embedding = nn.Embedding(c["vocab_size"], 128)
     embedding.weight.data = weights["embedding.weight"]
     lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
-    lstm.load_state_dict({k[len("lstm."):]: v for k, v in weights.items() if k.startswith("lstm.")})
-    head = nn.Sequential(nn.Linear(384, 256), nn.ReLU(), nn.Dropout(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1), nn.Sigmoid())
-    head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
+    lstm.load_state_dict({k[len("lstm.") :]: v for k, v in weights.items() if k.startswith("lstm.")})
+    head = nn.Sequential(
+        nn.Linear(384, 256), nn.ReLU(), nn.Dropout(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1), nn.Sigmoid()
+    )
+    head.load_state_dict({k[len("head.") :]: v for k, v in weights.items() if k.startswith("head.")})
     for module in (audio_encoder, lstm, head):
         module.eval()
     with torch.no_grad():
@@ -217,21 +247,112 @@ def test_long_audio_is_truncated_with_a_warning_or_rejected(loaded, caplog):
         processor.feature_extractor.truncate_long_audio = True
 
 
-def test_empty_text_gets_a_finite_score(loaded):
-    model, processor = loaded
-    with torch.no_grad():
-        score = model(**processor(audios=[clips()[0]], texts=[""])).logits
-    assert torch.isfinite(score).all()
+def test_empty_text_is_eos_alone(loaded, published):
+    _, processor = loaded
+    eos = spm.SentencePieceProcessor(model_file=str(published / "spiece.model")).get_piece_size() + 100
+    batch = processor.tokenize(["", "i ni ce"])
+    assert batch["text"][0].tolist()[:1] == [eos] and batch["text_attention_mask"][0].tolist()[0] == 1
+    assert int(batch["text_attention_mask"][0].sum()) == 1
 
 
 def test_checkpoint_whose_weights_do_not_fit_its_config(published, tmp_path):
     config = json.loads((published / "config.json").read_text())
-    config["override"] = {"lstm_hidden": 64}
-    for name in ("model.safetensors", "spiece.model", "tokenizer_config.json", "preprocessor_config.json"):
-        (tmp_path / name).write_bytes((published / name).read_bytes())
+    config["override"] = {"head_hidden": 64}
+    copy_checkpoint(published, tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(Exception, match="(?i)size mismatch|mismatch"):
+    with pytest.raises(CheckpointError) as error:
         RewardModel.from_pretrained(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"reward model {str(tmp_path)!r}: the weights do not fit its config.json: tensors whose")
+    assert "head.0.weight (checkpoint [256, 384], config [64, 384])" in message
+
+
+def test_checkpoint_missing_a_tensor_is_refused_not_randomised(published, tmp_path):
+    copy_checkpoint(published, tmp_path)
+    weights = load_file(str(published / "model.safetensors"))
+    del weights["head.5.bias"]
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=re.escape("missing tensors ['head.5.bias'] (they would be random)")):
+        RewardModel.from_pretrained(tmp_path)
+    model = RewardModel.from_pretrained(tmp_path, strict=False)  # the explicit opt-out still works
+    assert model.head[5].bias.shape == (1,)
+
+
+def test_checkpoint_with_an_unexpected_tensor_is_refused(published, tmp_path):
+    copy_checkpoint(published, tmp_path)
+    weights = load_file(str(published / "model.safetensors"))
+    weights["fusion.norm.weight"] = torch.ones(3)
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=re.escape("unexpected tensors ['fusion.norm.weight']")):
+        RewardModel.from_pretrained(tmp_path)
+
+
+def test_folder_without_the_tokenizer_file_names_it(published, tmp_path):
+    copy_checkpoint(published, tmp_path)
+    (tmp_path / "spiece.model").unlink()
+    with pytest.raises(CheckpointError) as error:
+        RewardModelProcessor.from_pretrained(tmp_path)
+    assert str(error.value).startswith(
+        f"reward model folder {str(tmp_path)!r} has no spiece.model (the SentencePiece tokenizer)"
+    )
+    with pytest.raises(CheckpointError, match="has no spiece.model"):
+        AudioTextReward.from_pretrained(tmp_path)
+
+
+def test_pickle_only_weights_are_refused(published, tmp_path):
+    copy_checkpoint(published, tmp_path)
+    torch.save(load_file(str(published / "model.safetensors")), tmp_path / "pytorch_model.bin")
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError) as error:
+        RewardModel.from_pretrained(tmp_path)
+    assert str(error.value).startswith(
+        f"reward model folder {str(tmp_path)!r} holds only pickle weights (pytorch_model.bin); rlnf loads "
+        "safetensors only"
+    )
+    # The conversion the message gives produces a checkpoint that loads.
+    command = str(error.value).split("in that folder: ")[1]
+    subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=tmp_path, check=True)
+    assert isinstance(RewardModel.from_pretrained(tmp_path), RewardModel)
+
+
+@pytest.mark.parametrize("path", ["./no/such/reward-model", "/no/such/folder", "~/no-such-rm/x/y"])
+def test_a_local_path_that_does_not_exist_is_no_such_folder(path):
+    for load in (RewardModel.from_pretrained, RewardModelProcessor.from_pretrained, AudioTextReward.from_pretrained):
+        with pytest.raises(FileNotFoundError) as error:
+            load(path)
+        assert str(error.value) == f"reward model {path}: no such model folder"
+
+
+def test_uncached_hub_id_fails_fast_when_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as error:
+        AudioTextReward.from_pretrained("RobotsMali/no-such-reward-model")
+    assert time.perf_counter() - start < 10
+    assert str(error.value) == (
+        "reward model RobotsMali/no-such-reward-model: HF_HUB_OFFLINE is set and 'RobotsMali/no-such-reward-model' "
+        "is not in the Hugging Face cache. Pass a local folder or 'demo', or download it first on a networked "
+        "machine (`hf download RobotsMali/no-such-reward-model`)."
+    )
+
+
+def test_unreachable_hub_fails_fast(monkeypatch):
+    import rlnf.assets
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(rlnf.assets, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(FileNotFoundError, match=re.escape("the Hugging Face hub cannot be reached and")):
+        RewardModel.from_pretrained("RobotsMali/no-such-reward-model")
+
+
+def test_demo_is_a_reward_model_path_everywhere(loaded):
+    demo = Path(resolve_demo_path("demo", "reward_model"))
+    direct = RewardModel.from_pretrained(demo).eval()
+    for model in (RewardModel.from_pretrained("demo"), AudioTextReward.from_pretrained("demo").model):
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), direct.state_dict().values()))
+    assert RewardModelProcessor.from_pretrained("demo").tokenize(["i ni ce"])["text"].tolist() == (
+        RewardModelProcessor.from_pretrained(demo).tokenize(["i ni ce"])["text"].tolist()
+    )
 
 
 def test_ids_beyond_the_embedding_are_rejected(loaded):

@@ -8,7 +8,9 @@ can encode a clip once and score many transcripts against it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -136,6 +138,31 @@ class RewardModel(RewardPreTrainedModel):
             nn.Linear(config.head_hidden, 1), nn.Sigmoid(),
         )
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, **kwargs: Any) -> Any:
+        """Load from ``"demo"`` (the shipped demo reward model), a local folder or a hub id, strictly.
+
+        Unlike plain transformers, a checkpoint that does not fit its config is an error
+        (`rlnf.reward_model.checkpoint.CheckpointError` naming the tensors), never a model with random
+        weights: missing, unexpected and wrongly shaped tensors all fail. ``strict=False`` restores transformers'
+        behaviour. Only safetensors weights load: a folder with only ``pytorch_model.bin`` is refused (unpickling
+        can run code), with the one-line conversion in the message. A missing local folder, or a hub id while
+        offline and not cached, fails at once with what to do.
+        """
+        from .checkpoint import check_loading_info, resolve_checkpoint
+
+        strict = kwargs.pop("strict", True)
+        want_info = kwargs.pop("output_loading_info", False)
+        allow_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+        source = resolve_checkpoint(pretrained_model_name_or_path, "model")
+        kwargs.setdefault("use_safetensors", True)
+        model, info = super().from_pretrained(
+            source, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+        if strict:
+            check_loading_info(info, os.fspath(pretrained_model_name_or_path), allow_mismatched=allow_mismatched)
+        return (model, info) if want_info else model
 
     def encode_audio(self, audio: torch.Tensor, audio_attention_mask: torch.Tensor) -> RewardAudioEncoding:
         """Log-mel features [B, n_mel, T] -> per-frame states and their masked mean.

@@ -14,6 +14,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
 
 from ..audio import load_audio
+from ..text import normalize_reward_text
 from .tokenization import RewardTokenizer
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ class RewardFeatureExtractor(WhisperFeatureExtractor):
 
     def log_mel(self, waveform: np.ndarray) -> np.ndarray:
         """[n_mel, frames] features of one 16 kHz clip, as the original computed them."""
-        if self.do_normalize:
-            waveform = (waveform - waveform.mean()) / np.sqrt(waveform.var() + 1e-7)
+        if self.do_normalize:  # in float64: the variance of a very loud float32 clip overflows float32
+            wide = waveform.astype(np.float64)
+            waveform = (wide - wide.mean()) / np.sqrt(wide.var() + 1e-7)
         return self._torch_extract_fbank_features(waveform[None].astype(np.float32), "cpu")[0]
 
     def __call__(
@@ -114,6 +116,15 @@ class RewardModelProcessor(ProcessorMixin):
         super().__init__(feature_extractor, tokenizer, **kwargs)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> RewardModelProcessor:
+        """Load from ``"demo"``, a local folder or a hub id; a folder without ``spiece.model`` (or without its
+        feature settings) is a `~rlnf.reward_model.checkpoint.CheckpointError` naming the file, a missing folder
+        or an unreachable hub id fails at once (see `rlnf.reward_model.checkpoint`)."""
+        from .checkpoint import resolve_checkpoint
+
+        return super().from_pretrained(resolve_checkpoint(pretrained_model_name_or_path, "processor"), **kwargs)
+
+    @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path: Any, processor_dict: Any = None, **kwargs: Any):
         """Load the tokenizer as `RewardTokenizer` whatever class the folder names (the published repo says
         ``T5Tokenizer``, whose transformers-5 conversion segments text differently from the original)."""
@@ -127,7 +138,13 @@ class RewardModelProcessor(ProcessorMixin):
         return self.feature_extractor(audios, sampling_rate=sampling_rate, return_tensors="pt")
 
     def tokenize(self, texts: Sequence[str]) -> BatchFeature:
-        """Text-only work: ids (SentencePiece + ``</s>``) padded with ``<pad>``, and their mask."""
+        """Text-only work: ids (SentencePiece + ``</s>``) padded with ``<pad>``, and their mask.
+
+        Texts are first normalised with `rlnf.text.normalize_reward_text`, the normalisation of every rlnf
+        reward (wer/cer too): lower case, so a capital Ɛ Ɔ Ɲ Ŋ is not an unknown piece; punctuation and tone
+        marks dropped. For the lower-case, unpunctuated text the published model was trained on, the ids are
+        exactly the original's; ``self.tokenizer`` itself stays the raw SentencePiece tokenizer.
+        """
         if isinstance(texts, str):
             texts = [texts]
         for i, text in enumerate(texts):
@@ -135,7 +152,7 @@ class RewardModelProcessor(ProcessorMixin):
                 raise ValueError(f"text item {i}: expected a string, got {type(text).__name__}")
         if len(texts) == 0:
             raise ValueError("no text given")
-        ids = self.tokenizer.encode_texts(list(texts))
+        ids = self.tokenizer.encode_texts([normalize_reward_text(text) for text in texts])
         length = max(len(row) for row in ids)
         text = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), length), dtype=torch.long)
@@ -182,7 +199,9 @@ def train_tokenizer(
     model_type: str = "bpe",
     character_coverage: float = 1.0,
 ) -> Any:
-    """Train a SentencePiece model on ``texts`` (a text file or strings) and save a processor to ``output_dir``.
+    """Train a SentencePiece model on ``texts`` (a text file or strings), normalised with
+    `rlnf.text.normalize_reward_text` as `RewardModelProcessor.tokenize` will, and save a processor to
+    ``output_dir``.
 
     ``vocab_size`` counts pieces; the model's embedding needs ``len(processor.tokenizer)`` rows (pieces + 100
     extra ids + ``</s>`` + ``<pad>``). SentencePiece may return fewer pieces than asked on little text
@@ -194,15 +213,16 @@ def train_tokenizer(
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(texts, (str, os.PathLike)) and Path(texts).is_file():
-            corpus = Path(texts)
-        else:
-            if isinstance(texts, str):
-                raise FileNotFoundError(f"train_tokenizer: {texts!r} is not a file (pass a list to train on strings)")
-            lines = [line.strip() for line in texts if isinstance(line, str) and line.strip()]
-            if not lines:
-                raise ValueError("train_tokenizer: no non-empty text to train on")
-            corpus = Path(tmp) / "corpus.txt"
-            corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            texts = Path(texts).read_text(encoding="utf-8").splitlines()
+        elif isinstance(texts, (str, os.PathLike)):
+            raise FileNotFoundError(f"train_tokenizer: {os.fspath(texts)!r} is not a file (pass a list to train on strings)")
+        # The pieces are learnt on the text the processor will feed them: normalised as every reward does.
+        lines = [normalize_reward_text(line) for line in texts if isinstance(line, str)]
+        lines = [line for line in lines if line]
+        if not lines:
+            raise ValueError("train_tokenizer: no non-empty text to train on")
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         prefix = Path(tmp) / "spiece"
         spm.SentencePieceTrainer.train(
             input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,

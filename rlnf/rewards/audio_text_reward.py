@@ -229,6 +229,9 @@ class AudioTextReward:
         """Raw model scores in [0, 1] (no scale/offset) for row-aligned clips and texts."""
         if len(audios) != len(texts):
             raise ValueError(f"got {len(audios)} clips but {len(texts)} texts: they are scored pairwise")
+        for index, text in enumerate(texts):  # before de-duplication, so the index is the caller's
+            if not isinstance(text, str):
+                raise ValueError(f"text item {index}: expected a string, got {type(text).__name__}")
         return self._score(audios, list(texts))[0] if texts else []
 
     def _score(self, audios: Sequence[Any], texts: Sequence[str]) -> tuple[list[float], int]:

@@ -13,22 +13,30 @@ Conventions:
   value ``None`` or not a string) gets ``None``: TRL then ignores it in the sums. A reference that normalises
   to the empty string (silence) rewards an empty hypothesis with 1 and anything else with 0.
 * Penalties are in [``penalty``, 0] with ``penalty`` negative, and are never ``None``.
-* Texts are normalised before comparison (``normalizer="bambara"``): Bambara-aware (contractions expanded,
-  legacy spellings mapped to ɛ ɔ ɲ ŋ, digits spelled out in Bambara, tone marks, case and punctuation dropped)
-  via the ``bambara-text-normalizer`` package, or a small Unicode fallback when it is not installed.
+* Texts are normalised before comparison (``normalizer="bambara"``, `rlnf.text.normalize_reward_text`, the
+  same normalisation the reward model's processor applies): Bambara-aware (contractions expanded, legacy
+  spellings mapped to ɛ ɔ ɲ ŋ, digits spelled out in Bambara, tone marks, case and punctuation dropped) via
+  the ``bambara-text-normalizer`` package, or a small Unicode fallback when it is not installed.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-import unicodedata
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-Normalizer = str | Callable[[str], str] | None
+from ..text import (  # noqa: F401 - re-exported: the normalisers have always been importable from here
+    Normalizer,
+    bambara_normalize,
+    basic_normalize,
+    get_normalizer,
+    normalize_reward_text,
+    whitespace_normalize,
+)
+
 RewardOutput = list[float | None]
 
 DEFAULT_REFERENCE_COLUMN = "text"
@@ -40,13 +48,16 @@ DEFAULT_DURATION_COLUMN = "duration"
 # ----------------------------------------------------------------------------------------------------
 
 
-def _message_text(content: Any, index: int) -> str:
+def _message_text(message: dict, index: int, position: int) -> str:
     """A message's ``content``: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
+    if "content" not in message:
+        raise ValueError(f"completion {index}: message {position} has no 'content' (keys: {sorted(message)})")
+    content = message["content"]
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    raise TypeError(f"completion {index}: message content must be a string, got {type(content).__name__}")
+    raise TypeError(f"completion {index}: message {position} content must be a string, got {type(content).__name__}")
 
 
 def completion_text(completion: Any, index: int = 0) -> str:
@@ -56,8 +67,11 @@ def completion_text(completion: Any, index: int = 0) -> str:
     if isinstance(completion, dict) and "content" in completion:
         completion = [completion]
     if isinstance(completion, (list, tuple)) and all(isinstance(m, dict) for m in completion):
-        replies = [m for m in completion if m.get("role", "assistant") == "assistant"]
-        parts = [_message_text(m.get("content", ""), index) for m in replies]
+        parts = [
+            _message_text(message, index, position)
+            for position, message in enumerate(completion)
+            if message.get("role", "assistant") == "assistant"
+        ]
         return " ".join(part for part in parts if part)
     raise TypeError(
         f"completion {index}: expected a string or a list of {{'role', 'content'}} messages, "
@@ -70,66 +84,6 @@ def completion_texts(completions: Sequence[Any]) -> list[str]:
     if completions is None or isinstance(completions, (str, bytes)):
         raise TypeError(f"completions must be a list, got {type(completions).__name__}")
     return [completion_text(completion, index) for index, completion in enumerate(completions)]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Normalisation
-# ----------------------------------------------------------------------------------------------------
-
-_PUNCTUATION = re.compile(r"[^\w\s']|_")
-_SPACES = re.compile(r"\s+")
-_TONES = {"\u0300", "\u0301", "\u0302", "\u0304", "\u030c"}
-
-
-@functools.lru_cache(maxsize=16384)  # TRL repeats each reference G times; hypotheses repeat too
-def basic_normalize(text: str) -> str:
-    """Fallback normaliser: NFC, lower case, tone marks and punctuation removed, whitespace collapsed.
-
-    Keeps the Bambara letters ɛ ɔ ɲ ŋ (they are word characters) and apostrophes (contractions such as b'a).
-    """
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("\u2019", "'"))
-    text = unicodedata.normalize("NFC", "".join(c for c in decomposed if c not in _TONES))
-    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
-
-
-@functools.lru_cache(maxsize=1)
-def _bambara_normalizer() -> Callable[[str], str]:
-    """Build the package's normaliser once (it compiles a punctuation table over the whole BMP)."""
-    try:
-        from bambara_normalizer import create_normalizer
-    except ImportError:
-        return basic_normalize
-    # The package's WER preset, minus `strip_repetitions`: collapsing "aaaa" to "aa" would hide exactly the
-    # repetition hallucinations a reward should see. Same settings for WER and CER so the two agree.
-    return create_normalizer("wer", strip_repetitions=False)
-
-
-@functools.lru_cache(maxsize=16384)
-def bambara_normalize(text: str) -> str:
-    """Bambara-aware normalisation for scoring (see the module docstring)."""
-    return _bambara_normalizer()(text)
-
-
-def whitespace_normalize(text: str) -> str:
-    """No normalisation beyond collapsing whitespace (``normalizer=None``)."""
-    return _SPACES.sub(" ", text).strip()
-
-
-_NORMALIZERS: dict[str, Callable[[str], str]] = {
-    "bambara": bambara_normalize,
-    "basic": basic_normalize,
-    "none": whitespace_normalize,
-}
-
-
-def get_normalizer(normalizer: Normalizer) -> Callable[[str], str]:
-    """Resolve ``"bambara"`` / ``"basic"`` / ``"none"`` / ``None`` / a callable to a ``str -> str``."""
-    if callable(normalizer):
-        return normalizer
-    key = "none" if normalizer is None else normalizer
-    if key not in _NORMALIZERS:
-        raise ValueError(f"unknown normalizer {normalizer!r}: use {sorted(_NORMALIZERS)} or a callable")
-    return _NORMALIZERS[key]
 
 
 def _references(kwargs: dict[str, Any], column: str, count: int) -> list[str | None]:
@@ -213,35 +167,53 @@ def repeated_ngram_fraction(words: Sequence[str], ngram_size: int) -> float:
     return 1.0 - len(set(ngrams)) / len(ngrams)
 
 
-def _duration_seconds(item: Any, cache: dict[Any, float | None]) -> float | None:
+def _duration_seconds(item: Any, cache: dict[Any, float | None], row: int) -> float | None:
     """A clip's duration, cheaply where the item says it (mono samples + rate), else by decoding it once per
-    call. Bare arrays are at 16 kHz, as everywhere in rlnf."""
-    from rlnf.audio import TARGET_SAMPLING_RATE, audio_key, load_audio
+    call. Rates follow `rlnf.audio` (bare arrays at 16 kHz); bad rates or clips are errors naming the row."""
+    from rlnf.audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, load_audio
 
     if item is None:
         return None
     if isinstance(item, dict) and item.get("array") is not None and np.ndim(item["array"]) == 1:
-        return len(item["array"]) / float(item.get("sampling_rate") or TARGET_SAMPLING_RATE)
+        rate = item.get("sampling_rate")
+        rate = TARGET_SAMPLING_RATE if rate is None else check_sampling_rate(rate, f"audio item {row}")
+        return len(item["array"]) / float(rate)
     if isinstance(item, np.ndarray) and item.ndim == 1:
         return item.size / TARGET_SAMPLING_RATE
 
-    key = audio_key(item)
+    key = audio_key(item, index=row)
     if key not in cache:
-        cache[key] = len(load_audio(item)) / TARGET_SAMPLING_RATE
+        cache[key] = len(load_audio(item, index=row)) / TARGET_SAMPLING_RATE
     return cache[key]
 
 
-def _durations(
-    kwargs: dict[str, Any], duration_column: str, audio_column: str, count: int
-) -> list[float | None]:
+def _duration_value(value: Any, row: int, column: str) -> float | None:
+    """A duration from the dataset: ``None`` (unknown: no duration limit for that row) or seconds >= 0.
+
+    NaN, negative or non-numeric values are errors: silently they would switch the length limit off or on."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"row {row}: duration {value!r} in column {column!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"row {row}: duration {value!r} in column {column!r} must be a finite number >= 0 (or None)")
+    return seconds
+
+
+def _durations(kwargs: dict[str, Any], duration_column: str, audio_column: str, count: int) -> list[float | None]:
     """Per-row clip durations from ``duration_column``, else from the audio, else ``None``."""
     if kwargs.get(duration_column) is not None:
-        return [None if value is None else float(value) for value in kwargs[duration_column]]
+        values = kwargs[duration_column]
+        if len(values) != count:
+            raise ValueError(f"got {count} completions but {len(values)} values in column {duration_column!r}")
+        return [_duration_value(value, row, duration_column) for row, value in enumerate(values)]
     audios = kwargs.get(audio_column)
     if audios is None:
         return [None] * count
     cache: dict[Any, float | None] = {}
-    return [_duration_seconds(audio, cache) for audio in audios]
+    return [_duration_seconds(audio, cache, row) for row, audio in enumerate(audios)]
 
 
 def excess_length_fraction(
@@ -304,7 +276,11 @@ def repetition_penalty(
         if reference is not None:
             repetition = max(repetition - repeated_ngram_fraction(reference.split(), ngram_size), 0.0)
         overshoot = excess_length_fraction(
-            hypothesis, reference, duration, max_length_ratio=max_length_ratio, length_slack=length_slack,
+            hypothesis,
+            reference,
+            duration,
+            max_length_ratio=max_length_ratio,
+            length_slack=length_slack,
             chars_per_second=chars_per_second,
         )
         values.append(penalty * max(repetition, overshoot) + 0.0)  # + 0.0: no -0.0 in logs
@@ -366,9 +342,16 @@ def make_repetition_penalty(
     if penalty > 0:
         raise ValueError(f"penalty must be <= 0, got {penalty}")
     return functools.partial(
-        repetition_penalty, ngram_size=ngram_size, penalty=penalty, max_length_ratio=max_length_ratio,
-        length_slack=length_slack, chars_per_second=chars_per_second, reference_column=reference_column,
-        duration_column=duration_column, audio_column=audio_column, normalizer=normalizer,
+        repetition_penalty,
+        ngram_size=ngram_size,
+        penalty=penalty,
+        max_length_ratio=max_length_ratio,
+        length_slack=length_slack,
+        chars_per_second=chars_per_second,
+        reference_column=reference_column,
+        duration_column=duration_column,
+        audio_column=audio_column,
+        normalizer=normalizer,
     )
 
 
@@ -380,6 +363,4 @@ def make_empty_penalty(
     """`empty_penalty` with other settings (logged as ``rewards/empty_penalty/...``)."""
     if penalty > 0:
         raise ValueError(f"penalty must be <= 0, got {penalty}")
-    return functools.partial(
-        empty_penalty, penalty=penalty, reference_column=reference_column, normalizer=normalizer
-    )
+    return functools.partial(empty_penalty, penalty=penalty, reference_column=reference_column, normalizer=normalizer)
