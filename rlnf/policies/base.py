@@ -7,7 +7,8 @@ Contract of a `SpeechPolicy` (every family implements it; ``rlnf/trainers/speech
 
 * ``clip_inputs(waveforms, device, dtype) -> dict[str, Tensor]``: model inputs for each UNIQUE clip of the batch
   (``{"input_features": [clips, n_mels, frames]}`` for Whisper, ``{"input_values", "attention_mask"}`` for a
-  wav2vec2 CTC model). The trainer wraps them in a `ClipBatch` with ``clip_of_row`` (which clip each row is).
+  wav2vec2 CTC model), float inputs cast to ``dtype = input_dtype(model)``. The trainer wraps them in a
+  `ClipBatch` with ``clip_of_row`` (which clip each row is).
 * ``prompt_ids``: the token ids TRL sees as every row's prompt (Whisper's decoder prefix; ``[]`` for CTC).
 * ``configure_sampling(generation_kwargs, overrides)``: called ONCE after TRL built its sampling settings
   (temperature, top-k/p...; ``overrides`` = the user's ``args.generation_kwargs``, which win); the family builds
@@ -212,6 +213,10 @@ class SpeechPolicy(ABC):
     def prepare_model(self, model: nn.Module) -> None:
         """Called once with the model that will be trained (after PEFT wrapping)."""
         return None
+
+    def input_dtype(self, model: nn.Module) -> torch.dtype:
+        """The dtype the float model inputs are cast to (default: the model's first float parameter's)."""
+        return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
     @abstractmethod
     def clip_inputs(self, waveforms: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype) -> dict:

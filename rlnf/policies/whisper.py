@@ -390,8 +390,7 @@ class WhisperPolicy(SpeechPolicy):
         features = extract_features(self.feature_extractor, waveforms, self.frames)
         return {"input_features": features.to(device, dtype)}
 
-    @staticmethod
-    def input_dtype(model: nn.Module) -> torch.dtype:
+    def input_dtype(self, model: nn.Module) -> torch.dtype:
         return next(peft_base(model).get_encoder().parameters()).dtype
 
     def _max_length(self, new_tokens: int) -> int:
