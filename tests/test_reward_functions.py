@@ -8,7 +8,6 @@ import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -54,13 +53,31 @@ def chat(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-@pytest.mark.parametrize(("reward", "measure"), [(wer, jiwer.wer), (cer, jiwer.cer)])
-def test_error_rate_rewards_match_jiwer(reward, measure):
+def edit_distance(reference: list, hypothesis: list) -> int:
+    """Levenshtein distance by the textbook dynamic programme (independent of jiwer, which `wer` uses)."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1]
+
+
+@pytest.mark.parametrize(("reward", "split"), [(wer, str.split), (cer, list)])
+def test_error_rate_rewards_match_an_independent_edit_distance(reward, split):
     references, hypotheses = zip(*PAIRS, strict=True)
     got = reward(list(hypotheses), text=list(references))
-    expected = [min(max(1.0 - measure(ref, hyp), 0.0), 1.0) for ref, hyp in PAIRS]
+    expected = [max(0.0, 1.0 - edit_distance(split(r), split(h)) / len(split(r))) for r, h in PAIRS]
     assert got == pytest.approx(expected, abs=1e-12)
-    assert got[0] == 1.0 and got[4] == 0.0 and all(0.0 <= value <= 1.0 for value in got)
+
+
+def test_error_rate_rewards_by_hand():
+    references, hypotheses = zip(*PAIRS, strict=True)
+    # 0 edits; 1 of 4 words; 2 of 6 (drop "ni", add "sisan"); 4 of 5; 6 insertions on 2 words (clipped); all.
+    assert wer(list(hypotheses), text=list(references)) == pytest.approx([1.0, 0.75, 4 / 6, 0.2, 0.0, 0.0])
+    # "a bɛ so kɔnɔ" -> "a bɛ so kɔ": 2 deletions in 12 characters.
+    assert cer(["a bɛ so kɔ"], text=["a bɛ so kɔnɔ"]) == [pytest.approx(1 - 2 / 12)]
 
 
 def test_known_values():
@@ -131,7 +148,10 @@ def test_repetition_penalty():
     assert repeated_ngram_fraction("a b c a b c".split(), 3) == pytest.approx(0.25)  # abc bca cab abc
     clean, looping = repetition_penalty(["i ni ce", loop], text=["i ni ce", "i ni ce"])
     assert clean == 0.0
-    assert -1.0 <= looping < -0.7
+    assert looping == -1.0  # 79 characters against a 2 x 7 + 10 = 24-character limit: capped
+    # The repetition alone: 28 trigrams, 3 distinct.
+    only_repeats = make_repetition_penalty(max_length_ratio=None, chars_per_second=None)
+    assert only_repeats([loop], text=["i ni ce"]) == [pytest.approx(-(1 - 3 / 28))]
     # Repeats that the reference itself has are not punished.
     assert repetition_penalty(["a b c a b c"], text=["a b c a b c"]) == [0.0]
     # Without a reference, only the repeated n-grams count.
@@ -510,8 +530,10 @@ def test_bad_inputs(tiny, wav_paths):
         reward(prompts=["", ""], completions=["a", "b"], speech=wav_paths[:2], text=["a", "b"], log_metric=id)
     with pytest.raises(ValueError, match="got 2 clips in column 'audio' but 3 completions"):
         reward(completions=["a", "b", "c"], audio=wav_paths[:2])
-    with pytest.raises(TypeError, match="completion 1"):
+    with pytest.raises(TypeError, match="^completion 1: expected a string or a list of"):
         reward(completions=["a", None], audio=wav_paths[:2])
+    with pytest.raises(ValueError, match="^text item 1: expected a string, got NoneType$"):
+        reward.score(wav_paths[:2] + wav_paths[:1], ["a", None, "a"])
     with pytest.raises(ValueError, match="audio item 1"):
         reward(completions=["a", "b"], audio=[wav_paths[0], 42])
     with pytest.raises(FileNotFoundError, match="audio item 0"):
@@ -541,3 +563,77 @@ def test_from_pretrained_and_registry(tiny, wav_paths):
     assert [get_callable_name(f) for f in funcs] == ["reward_model", "wer"] and weights == [1.0, 0.5]
     values = funcs[0](completions=completions, speech=audios)
     assert values == pytest.approx(expected, abs=1e-6) and all(math.isfinite(v) for v in values)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input and the one text normalisation
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_none_completion_names_its_index():
+    with pytest.raises(TypeError) as error:
+        wer(["a", None], text=["a", "b"])
+    assert str(error.value) == (
+        "completion 1: expected a string or a list of {'role', 'content'} messages, got NoneType"
+    )
+
+
+def test_conversational_completion_without_content_names_it():
+    with pytest.raises(ValueError) as error:
+        completion_texts([chat("a"), [{"role": "system", "content": "x"}, {"role": "assistant"}]])
+    assert str(error.value) == "completion 1: message 1 has no 'content' (keys: ['role'])"
+    with pytest.raises(ValueError, match="^completion 0: message 0 has no 'content'"):
+        cer([[{"role": "assistant", "text": "a"}]], text=["a"])
+
+
+@pytest.mark.parametrize(
+    ("duration", "problem"),
+    [
+        (float("nan"), "duration nan in column 'duration' must be a finite number >= 0 (or None)"),
+        (-1.0, "duration -1.0 in column 'duration' must be a finite number >= 0 (or None)"),
+        (float("inf"), "duration inf in column 'duration' must be a finite number >= 0 (or None)"),
+        ("long", "duration 'long' in column 'duration' is not a number of seconds"),
+    ],
+)
+def test_bad_durations_are_errors_not_a_switch(duration, problem):
+    with pytest.raises(ValueError) as error:
+        repetition_penalty(["a", "b"], duration=[1.0, duration])
+    assert str(error.value) == f"row 1: {problem}"
+
+
+def test_unknown_duration_imposes_no_duration_limit():
+    text = "kɔgɔ ni tulu bɛ feere yan sisan ani sini fana"  # 45 characters, no repeats
+    assert repetition_penalty([text, text], duration=[None, 1.0]) == [0.0, pytest.approx(-(45 / 25 - 1))]
+    with pytest.raises(ValueError, match="got 2 completions but 1 values in column 'duration'"):
+        repetition_penalty([text, text], duration=[1.0])
+
+
+def test_bad_rate_in_an_audio_dict_names_the_row():
+    audio = [
+        {"array": np.zeros(16000, np.float32), "sampling_rate": 16000},
+        {"array": np.zeros(10), "sampling_rate": "16k"},
+    ]
+    with pytest.raises(ValueError, match="^audio item 1: sampling rate must be a whole number of Hz, got '16k'$"):
+        repetition_penalty(["a", "b"], audio=audio)
+
+
+CAPITALS = ["Ɛ bɛ Ɲɔ dun", "ƆNŊ ka di", "Ŋaniya ka Ɲi"]
+
+
+def test_capital_bambara_letters_are_one_text_for_the_reward_model_and_wer(tiny, wav_paths):
+    model, processor, _ = tiny
+    lower = [text.lower() for text in CAPITALS]
+    unk = processor.tokenizer.unk_token_id
+    # The raw tokenizer has no pieces for the capitals (the model saw lower-case text only) ...
+    assert any(unk in ids for ids in processor.tokenizer.encode_texts(CAPITALS))
+    # ... the processor normalises as every reward does: the same ids as the lower-case text, no <unk>.
+    tokens = processor.tokenize(CAPITALS)["text"].tolist()
+    assert tokens == processor.tokenize(lower)["text"].tolist()
+    assert processor.tokenizer.encode_texts(lower) == [
+        row[: len(ids)] for row, ids in zip(tokens, processor.tokenizer.encode_texts(lower))
+    ]
+    assert all(unk not in ids for ids in processor.tokenizer.encode_texts(lower))
+    reward = AudioTextReward(model, processor, device="cpu")
+    audios = wav_paths[:3]
+    assert reward(completions=CAPITALS, audio=audios) == pytest.approx(reward(completions=lower, audio=audios), abs=0)
+    assert wer(CAPITALS, text=lower) == [1.0, 1.0, 1.0] and cer(CAPITALS, text=lower) == [1.0, 1.0, 1.0]
