@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score how well TEXT transcribes AUDIO, in [0, 1]")
     score.add_argument("audio", help="an audio file (anything soundfile reads)")
     score.add_argument("text", help="the transcript to score")
-    score.add_argument("--model", default=DEFAULT_REWARD_MODEL, help="reward model folder or hub id")
+    score.add_argument(
+        "--model",
+        default=DEFAULT_REWARD_MODEL,
+        help="reward model: a local folder, a hub id, or 'demo' (the shipped demo reward model); offline, a hub id "
+        "must already be in the Hugging Face cache",
+    )
     score.add_argument("--sampling_rate", type=int, default=None, help="only for raw arrays; files carry theirs")
     score.set_defaults(func=_score)
     for name, (module, help_text) in _COMMANDS.items():

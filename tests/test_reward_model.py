@@ -383,3 +383,41 @@ def test_cli_score_prints_the_model_score(published, loaded, tmp_path, capsys):
     assert printed == pytest.approx(expected, abs=1e-4)
     assert cli_main(["score", str(tmp_path / "missing.wav"), "x", "--model", str(published)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_score_accepts_demo(tmp_path, capsys):
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, clips()[0], 16000, subtype="FLOAT")
+    assert cli_main(["score", str(path), "i ni ce", "--model", "demo"]) == 0
+    printed = float(capsys.readouterr().out.strip())
+    model, processor = RewardModel.from_pretrained("demo").eval(), RewardModelProcessor.from_pretrained("demo")
+    with torch.no_grad():
+        expected = float(model(**processor(audios=[clips()[0]], texts=["i ni ce"])).logits[0])
+    assert printed == pytest.approx(expected, abs=1e-4)
+
+
+def test_cli_score_with_an_uncached_hub_id_offline_fails_fast(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    assert cli_main(["score", str(tmp_path / "clip.wav"), "x", "--model", "RobotsMali/no-such-model"]) == 2
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert err.startswith("rlnf score: error: reward model RobotsMali/no-such-model: HF_HUB_OFFLINE is set and")
+    assert "'demo'" in err
+
+
+# ---- extreme amplitudes ------------------------------------------------------------------------------------
+
+
+def test_loud_clips_score_like_the_same_clip_at_normal_level(loaded):
+    model, processor = loaded
+    clip = clips()[1]
+    loud32 = clip * np.float32(1e20)  # finite in float32, but its variance is not
+    with torch.no_grad():
+        scores = [float(model(**processor(audios=[a], texts=[TEXTS[1]])).logits[0]) for a in (clip, loud32, clip * 1e3)]
+    assert scores[1] == pytest.approx(scores[0], abs=1e-4) and scores[2] == pytest.approx(scores[0], abs=1e-4)
+    extractor = processor.feature_extractor
+    loud = (clip * np.float32(1e19)).astype(np.float32)  # straight into the normalisation, past the loader
+    np.testing.assert_allclose(extractor.log_mel(loud), extractor.log_mel(clip), atol=1e-3)
