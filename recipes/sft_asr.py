@@ -1,12 +1,17 @@
 """Supervised fine-tuning of a speech-to-text policy: the warm start GRPO needs.
 
 A random policy learns nothing from RL in minutes: it never samples a transcript good enough to reward. Users
-need this step anyway before RL. With no arguments it builds a tiny Whisper-shaped policy (tokenizer trained
-on the demo corpus' training sentences) and fine-tunes it on the Bambara demo corpus, on CPU:
+need this step anyway before RL. With no arguments it reads recipes/sft_asr_demo.yaml: it builds a tiny
+Whisper-shaped policy (tokenizer trained on the training sentences) and fine-tunes it on the Bambara demo
+corpus, on CPU. Flags override that YAML field by field; `--config` chooses another base:
 
-    python recipes/sft_asr.py                                   # -> outputs/demo-whisper-sft
-    python recipes/sft_asr.py --config recipes/sft_asr_demo.yaml         # the shipped demo policy (rlnf/assets/...)
-    accelerate launch recipes/sft_asr.py --model_name_or_path openai/whisper-small --dataset_name ...
+    python recipes/sft_asr.py                                             # -> outputs/demo-whisper-sft
+    python recipes/sft_asr.py --max_steps 50 --output_dir outputs/sft-try
+    accelerate launch recipes/sft_asr.py --config my_sft.yaml --model_name_or_path openai/whisper-small \
+        --dataset_name my_data.csv --dataset_test_split none --eval_split_size 200
+
+Writes the policy (usable in `pipeline("automatic-speech-recognition")` and `rlnf transcribe`), an ASR model
+card (README.md) and `sft_results.json` (greedy WER/CER on the held-out split before and after).
 """
 
 from __future__ import annotations
@@ -28,79 +33,85 @@ from transformers import (  # noqa: E402
 )
 from trl import TrlParser  # noqa: E402
 
+from rlnf.assets import resolve_model_path  # noqa: E402
 from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
-from rlnf.data.loading import load_asr_dataset  # noqa: E402
+from rlnf.launch import check_world_size  # noqa: E402
+from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
+from rlnf.policies.asr_pipeline import prepare_for_asr_pipeline  # noqa: E402
 from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
 from rlnf.policies.whisper import feature_frames  # noqa: E402
+from rlnf.recipe_support import ASRScriptArguments, load_train_eval, resume_argument, with_base_config  # noqa: E402
 from rlnf.trainers.asr_eval import evaluate_asr  # noqa: E402
+
+DEMO_CONFIG = Path(__file__).with_name("sft_asr_demo.yaml")
 
 
 @dataclass
-class SFTScriptArguments:
-    dataset_name: str = field(default="demo", metadata={"help": "'demo' (Bambara demo corpus), a hub id or a local folder/file"})
-    dataset_config: str | None = field(default=None, metadata={"help": "hub dataset configuration"})
+class SFTScriptArguments(ASRScriptArguments):
     audio_column: str = field(default="audio", metadata={"help": "column holding the audio"})
-    text_column: str = field(default="text", metadata={"help": "column holding the reference transcript"})
-    train_split: str = field(default="train", metadata={"help": "training split"})
-    eval_split: str = field(default="validation", metadata={"help": "split for WER/CER before and after"})
+    reference_column: str = field(default="text", metadata={"help": "column holding the reference transcript"})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "policy to fine-tune; None builds a tiny Whisper from the training texts"}
-    )
+        default=None,
+        metadata={"help": "policy to fine-tune (folder, hub id, or 'demo'); None builds a tiny Whisper from the "
+                  "training texts"},
+    )  # fmt: skip
     tiny_d_model: int = field(default=128, metadata={"help": "width of the tiny Whisper built when no model is given"})
     tiny_layers: int = field(default=2, metadata={"help": "encoder and decoder layers of the tiny Whisper"})
     tiny_vocab_size: int = field(default=384, metadata={"help": "BPE vocabulary of the tiny Whisper"})
-    eval_max_new_tokens: int = field(default=128, metadata={"help": "longest greedy transcript in the WER evaluation"})
     tiny_window_seconds: float = field(default=5.0, metadata={"help": "audio window of the tiny Whisper (s)"})
+    eval_max_new_tokens: int = field(default=128, metadata={"help": "longest greedy transcript in the WER evaluation"})
 
 
 def build_policy(script_args: SFTScriptArguments, train_texts: list[str]):
     if script_args.model_name_or_path:
-        model = AutoModelForSpeechSeq2Seq.from_pretrained(script_args.model_name_or_path)
-        return model, AutoProcessor.from_pretrained(script_args.model_name_or_path)
-    return build_tiny_whisper(
+        path = resolve_model_path(script_args.model_name_or_path)
+        return AutoModelForSpeechSeq2Seq.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    model, processor = build_tiny_whisper(
         train_texts, d_model=script_args.tiny_d_model, layers=script_args.tiny_layers,
         vocab_size=script_args.tiny_vocab_size, max_source_positions=int(script_args.tiny_window_seconds * 50),
-    )
+    )  # fmt: skip
+    return prepare_for_asr_pipeline(model, processor)  # special tokens last, before any training
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if "--output_dir" not in argv and "--config" not in argv:
-        argv = [*argv, "--output_dir", "outputs/demo-whisper-sft"]
     parser = TrlParser((SFTScriptArguments, Seq2SeqTrainingArguments))
-    script_args, training_args = parser.parse_args_and_config(args=argv)
+    script_args, training_args = parser.parse_args_and_config(args=with_base_config(argv, DEMO_CONFIG))
+    check_world_size(training_args.world_size)
     set_seed(training_args.seed)
-    data = load_asr_dataset(
-        script_args.dataset_name, script_args.dataset_config,
-        audio_column=script_args.audio_column, text_column=script_args.text_column,
-    )
-    train, held_out = data[script_args.train_split], data[script_args.eval_split]
-    model, processor = build_policy(script_args, list(train[script_args.text_column]))
+    audio, text = script_args.audio_column, script_args.reference_column
+    train, held_out = load_train_eval(script_args, audio_column=audio, text_column=text, seed=training_args.seed)
+    model, processor = build_policy(script_args, list(train[text]))
     frames = feature_frames(model.config, processor.feature_extractor, "model")
-    collator = SpeechSeq2SeqCollator(
-        processor, frames=frames, audio_column=script_args.audio_column, text_column=script_args.text_column
-    )
-    columns = {
-        "audio_column": script_args.audio_column, "reference_column": script_args.text_column,
-        "max_new_tokens": script_args.eval_max_new_tokens,
-    }
+    collator = SpeechSeq2SeqCollator(processor, frames=frames, audio_column=audio, text_column=text)
+    columns = {"audio_column": audio, "reference_column": text, "max_new_tokens": script_args.eval_max_new_tokens}
     before = evaluate_asr(model, processor, held_out, **columns)
     training_args.remove_unused_columns = False
     trainer = Seq2SeqTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=held_out, data_collator=collator,
         processing_class=processor.feature_extractor,
-    )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    )  # fmt: skip
+    trainer.train(resume_from_checkpoint=resume_argument(training_args.resume_from_checkpoint))
     after = evaluate_asr(model, processor, held_out, **columns)
     results = {
-        "before": {k: before[k] for k in ("wer", "cer")}, "after": {k: after[k] for k in ("wer", "cer")},
-        "examples": [{"reference": r, "hypothesis": h} for r, h in zip(held_out[script_args.text_column][:5], after["hypotheses"])],
-        "train_samples": len(train), "eval_samples": len(held_out),
+        "before": {k: before[k] for k in ("wer", "cer")},
+        "after": {k: after[k] for k in ("wer", "cer")},
+        "examples": [{"reference": r, "hypothesis": h} for r, h in zip(held_out[text][:5], after["hypotheses"])],
+        "train_samples": len(train),
+        "eval_samples": len(held_out),
+        "global_steps": trainer.state.global_step,
     }
     if trainer.is_world_process_zero():
-        trainer.save_model(training_args.output_dir)
-        processor.save_pretrained(training_args.output_dir)
-        Path(training_args.output_dir, "sft_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        output = Path(training_args.output_dir)
+        trainer.save_model(output)
+        processor.save_pretrained(output)
+        card = asr_model_card(
+            method="SFT", base_model=script_args.model_name_or_path, dataset=script_args.dataset_name,
+            train_split=script_args.dataset_train_split, eval_split=script_args.dataset_test_split,
+            before=before, after=after, steps=trainer.state.global_step,
+        )  # fmt: skip
+        save_card(card, output)
+        (output / "sft_results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results))
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()

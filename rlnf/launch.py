@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_SCRIPT",
     "SlurmEnvError",
     "build_launch_command",
+    "check_world_size",
     "expand_nodelist",
     "main",
 ]
@@ -93,9 +94,7 @@ def _expand_python(nodelist: str) -> list[str]:
             raise ValueError(f"empty host name in nodelist {nodelist!r}")
         # Alternate literal text and bracket groups: "rack[1-2]-gpu[01-02]" -> product of the groups.
         pieces = re.split(r"\[([^\]]*)\]", item)
-        choices = [
-            [piece] if i % 2 == 0 else _expand_range_set(piece, nodelist) for i, piece in enumerate(pieces)
-        ]
+        choices = [[piece] if i % 2 == 0 else _expand_range_set(piece, nodelist) for i, piece in enumerate(pieces)]
         hosts.extend("".join(combo) for combo in product(*choices))
     return hosts
 
@@ -150,9 +149,7 @@ def _int_var(name: str, value: str, *, minimum: int) -> int:
     return number
 
 
-def _consistent_int(
-    env: Mapping[str, str], names: Sequence[str], *, minimum: int, what: str, hint: str
-) -> int:
+def _consistent_int(env: Mapping[str, str], names: Sequence[str], *, minimum: int, what: str, hint: str) -> int:
     """Read the integer that several SLURM variables carry; they must agree when more than one is set."""
     found = {name: env[name].strip() for name in names if env.get(name, "").strip()}
     if not found:
@@ -219,14 +216,10 @@ def build_launch_command(
         env, ("SLURM_NODEID", "SLURM_PROCID"), minimum=0, what="node rank", hint=one_task_hint
     )
     if machine_rank >= num_machines:
-        raise SlurmEnvError(
-            f"node rank {machine_rank} (SLURM_NODEID/SLURM_PROCID) >= number of nodes {num_machines}"
-        )
+        raise SlurmEnvError(f"node rank {machine_rank} (SLURM_NODEID/SLURM_PROCID) >= number of nodes {num_machines}")
     step_tasks = env.get("SLURM_STEP_NUM_TASKS", "").strip()
     if step_tasks and _int_var("SLURM_STEP_NUM_TASKS", step_tasks, minimum=1) != num_machines:
-        raise SlurmEnvError(
-            f"SLURM_STEP_NUM_TASKS={step_tasks} but the job has {num_machines} nodes. {one_task_hint}"
-        )
+        raise SlurmEnvError(f"SLURM_STEP_NUM_TASKS={step_tasks} but the job has {num_machines} nodes. {one_task_hint}")
     gpus = _gpus_per_node(env, gpus_per_node)
 
     nodelist_var = _first(env, ("SLURM_JOB_NODELIST", "SLURM_NODELIST"))
@@ -245,9 +238,7 @@ def build_launch_command(
     elif master_addr_var:
         main_ip = master_addr_var
     else:
-        raise SlurmEnvError(
-            "main process address unknown: set SLURM_JOB_NODELIST (or SLURM_NODELIST) or MASTER_ADDR"
-        )
+        raise SlurmEnvError("main process address unknown: set SLURM_JOB_NODELIST (or SLURM_NODELIST) or MASTER_ADDR")
     port = _int_var("MASTER_PORT", env.get("MASTER_PORT", "").strip() or str(DEFAULT_MASTER_PORT), minimum=1)
     if port > 65535:
         raise SlurmEnvError(f"MASTER_PORT={port} is not a valid port")
@@ -266,6 +257,27 @@ def build_launch_command(
         str(script),
         *script_args,
     ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- in the worker
+def check_world_size(num_processes: int, env: Mapping[str, str] | None = None) -> None:
+    """Stop a worker that the launcher started as one of N but that joined a world of another size.
+
+    ``accelerate launch`` with a multi-process config starts N workers through torchrun (``WORLD_SIZE=N``), but
+    on a machine without GPUs it does not pass ``use_cpu`` on: each worker then silently trains alone, and all
+    of them write to one output folder. Called by the recipes with ``TrainingArguments.world_size``.
+    """
+    env = os.environ if env is None else env
+    launched = env.get("WORLD_SIZE", "").strip()
+    if not launched.isdigit() or int(launched) <= 1 or int(launched) == num_processes:
+        return
+    raise RuntimeError(
+        f"the launcher started {launched} processes (WORLD_SIZE={launched}) but this one is in a world of "
+        f"{num_processes}: the processes would train as {launched} separate runs writing to one folder. On a "
+        "machine without GPUs, launch with ACCELERATE_USE_CPU=1 (accelerate launch does not pass use_cpu to its "
+        "workers), e.g. `ACCELERATE_USE_CPU=1 accelerate launch --config_file accelerate_configs/cpu_2proc.yaml "
+        "recipes/grpo_asr.py`; on GPUs, check that every process sees a GPU."
+    )
 
 
 # ----------------------------------------------------------------------------------------------- CLI

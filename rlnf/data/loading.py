@@ -1,18 +1,42 @@
-"""One way for recipes to load (audio, text) datasets: the demo corpus, a hub id, a local folder or a file.
+"""One way for recipes to load (audio, text) datasets: the demo corpus, a hub id, a local folder or a file,
+and to get a (train, held-out) pair from it even when the data has one split.
 
 Audio columns are kept undecoded (``Audio(decode=False)``: ``{"path", "bytes"}`` dicts) so nothing needs
-torchcodec; `rlnf.audio.load_audio` decodes them where they are used.
+torchcodec; `rlnf.audio.load_audio` (soundfile) decodes them where they are used. datasets' ``audiofolder``
+builder needs torchcodec (with FFmpeg) even to list files, so without a working torchcodec an audiofolder is
+read from its ``metadata.csv``/``metadata.jsonl`` with datasets' CSV/JSON builders instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 DEMO = "demo"
 _FILE_BUILDERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
+_SPLIT_DIRS = {
+    "train": "train",
+    "training": "train",
+    "test": "test",
+    "testing": "test",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "eval": "validation",
+}
+TORCHCODEC_HINT = (
+    "decoding audio inside datasets needs torchcodec with FFmpeg: `pip install 'rlnf[audio]'` and FFmpeg "
+    "(`apt-get install ffmpeg`, `conda install ffmpeg` or `brew install ffmpeg`); or give rlnf a CSV/JSONL file "
+    "of audio paths, which it reads with soundfile"
+)
+logger = logging.getLogger(__name__)
 
 
 def column_names(dataset_or_columns: Any) -> list[str] | None:
@@ -78,6 +102,7 @@ def _undecoded(dataset: Any, audio_column: str) -> Any:
 
 def _resolve_paths(dataset: Any, audio_column: str, base: Path) -> Any:
     """Audio paths in CSV/JSONL files are relative to the file."""
+
     def resolve(row: dict) -> dict:
         value = row[audio_column]
         if isinstance(value, str) and not os.path.isabs(value):
@@ -106,18 +131,147 @@ def load_asr_dataset(
         data = load_demo_corpus()
     elif path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
         data = datasets.load_from_disk(str(path))
+    elif path.is_dir() and not torchcodec_usable():
+        data = _audiofolder_without_torchcodec(path, **load_kwargs)
     elif path.is_dir():
-        data = datasets.load_dataset("audiofolder", data_dir=str(path), **load_kwargs)
+        data = _load_needing_torchcodec(name, "audiofolder", data_dir=str(path), **load_kwargs)
     elif path.is_file():
         if path.suffix not in _FILE_BUILDERS:
             raise ValueError(f"{name}: unsupported file type {path.suffix!r}; use one of {sorted(_FILE_BUILDERS)}")
         data = datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), **load_kwargs)
         data = datasets.DatasetDict({k: _resolve_paths(v, audio_column, path.parent) for k, v in data.items()})
     else:
-        data = datasets.load_dataset(name, config, **load_kwargs)
+        data = _load_needing_torchcodec(name, name, config, **load_kwargs)
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
     columns = {audio_column: "audio_column", text_column: "text_column"}
     for split, dataset in data.items():
         check_columns(dataset, columns, where=f"dataset {name!r} split {split!r}")
     return datasets.DatasetDict({split: _undecoded(dataset, audio_column) for split, dataset in data.items()})
+
+
+# ----------------------------------------------------------------------------------------------- torchcodec
+def torchcodec_usable() -> bool:
+    """Whether torchcodec imports with its FFmpeg libraries (datasets' audio encoding needs both)."""
+    try:
+        from torchcodec.decoders import AudioDecoder  # noqa: F401
+        from torchcodec.encoders import AudioEncoder  # noqa: F401
+    except Exception:  # ImportError without the package, RuntimeError/OSError without FFmpeg
+        return False
+    return True
+
+
+def _load_needing_torchcodec(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``datasets.load_dataset`` whose audio-encoding failure becomes one line saying what to install."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except datasets.exceptions.DatasetGenerationError as error:
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, ImportError) and "torchcodec" in str(cause):
+            raise ImportError(f"dataset {name!r}: {TORCHCODEC_HINT}") from None
+        raise
+
+
+def _audiofolder_without_torchcodec(root: Path, **load_kwargs: Any) -> Any:
+    """An audiofolder (``metadata.csv``/``.jsonl``/``.parquet`` with a ``file_name`` column, split folders
+    ``train/``, ``test/`` ...) as a DatasetDict whose ``audio`` column holds file paths."""
+    import datasets
+
+    files: dict[str, list[str]] = {}
+    for metadata in sorted(p for name in _METADATA for p in root.rglob(name)):
+        parts = metadata.relative_to(root).parts
+        split = _SPLIT_DIRS.get(parts[0].lower(), "train") if len(parts) > 1 else "train"
+        files.setdefault(split, []).append(str(metadata))
+    if not files:
+        raise ValueError(
+            f"audio folder {root} has no {' / '.join(_METADATA)} with a `file_name` column and the transcripts, "
+            f"and datasets' audiofolder builder cannot be used: {TORCHCODEC_HINT}"
+        )
+    logger.info("%s: torchcodec is unusable, reading the audiofolder's metadata; audio is decoded with soundfile", root)
+    splits = {}
+    for split, paths in files.items():
+        parts = []
+        for metadata in paths:
+            builder = _FILE_BUILDERS[Path(metadata).suffix]
+            part = datasets.load_dataset(builder, data_files=metadata, split="train", **load_kwargs)
+            if "file_name" not in part.column_names:
+                raise ValueError(
+                    f"{metadata} has no `file_name` column (audiofolder layout); its columns are {part.column_names}"
+                )
+            base = Path(metadata).parent
+            part = part.map(lambda row, base=base: {"file_name": str(base / row["file_name"])})
+            parts.append(part.rename_column("file_name", "audio"))
+        splits[split] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return datasets.DatasetDict(splits)
+
+
+# ----------------------------------------------------------------------------------------------- splits
+def _parse_split_size(size: float | int | str, clips: int) -> int:
+    """A fraction (0 < size < 1) or a number of clips (>= 1) -> a number of clips."""
+    value = float(size)
+    if not value > 0:
+        raise ValueError(f"eval_split_size must be a fraction in (0, 1) or a number of clips >= 1, got {size!r}")
+    count = max(1, round(value * clips)) if value < 1 else int(value)
+    if count != value and value >= 1:
+        raise ValueError(f"eval_split_size={size!r}: a number of clips must be a whole number")
+    if count >= clips:
+        raise ValueError(
+            f"eval_split_size={size!r} holds out {count} of the {clips} clips: nothing would be left "
+            "to train on; lower it"
+        )
+    return count
+
+
+def hold_out_by_clip(
+    dataset: Any, size: float | int | str = 0.1, *, seed: int = 0, audio_column: str = "audio"
+) -> tuple[Any, Any]:
+    """(train, held_out) rows of ``dataset``: a seeded random ``size`` of its distinct clips (every row of a
+    held-out clip goes with it, so no clip is in both), the rows keeping their order."""
+    from rlnf.audio import audio_key
+
+    keys = [audio_key(item) for item in dataset[audio_column]]
+    clips = list(dict.fromkeys(keys))
+    count = _parse_split_size(size, len(clips))
+    chosen = np.random.default_rng(seed).permutation(len(clips))[:count]
+    held = {clips[i] for i in chosen}
+    held_rows = [i for i, key in enumerate(keys) if key in held]
+    train_rows = [i for i, key in enumerate(keys) if key not in held]
+    return dataset.select(train_rows), dataset.select(held_rows)
+
+
+def train_eval_splits(
+    data: Any,
+    train_split: str,
+    eval_split: str | None,
+    *,
+    eval_size: float | int | str = 0.1,
+    seed: int = 0,
+    audio_column: str = "audio",
+) -> tuple[Any, Any]:
+    """The training split and the held-out split of ``data``; when ``eval_split`` is absent (or None, or the
+    training split itself), `hold_out_by_clip` carves it out of the training split. Data of a single split
+    trains on it whatever ``train_split`` says (flags on top of the demo YAML keep the demo's split names)."""
+    splits = list(data.keys())
+    if train_split not in data and len(splits) == 1:  # own data of one split under the demo's split names
+        logger.warning("no split %r (--dataset_train_split): training on the only split, %r", train_split, splits[0])
+        train_split = splits[0]
+    if train_split not in data:
+        raise ValueError(f"the dataset has no split {train_split!r} (--dataset_train_split); its splits are {splits}")
+    if eval_split and eval_split != train_split and eval_split in data:
+        return data[train_split], data[eval_split]
+    train, held_out = hold_out_by_clip(data[train_split], eval_size, seed=seed, audio_column=audio_column)
+    reason = f"no split {eval_split!r}" if eval_split else "no held-out split named"
+    logger.warning(
+        "%s (--dataset_test_split; splits: %s): held out %d of the %d rows of %r by clip (--eval_split_size %s, "
+        "seed %d)",
+        reason,
+        splits,
+        len(held_out),
+        len(data[train_split]),
+        train_split,
+        eval_size,
+        seed,
+    )
+    return train, held_out

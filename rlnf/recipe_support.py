@@ -1,0 +1,155 @@
+"""What the recipe scripts share, so that they stay thin: argument dataclasses, flags on top of a base YAML,
+held-out splits, the run's "before" evaluation kept in the output folder, and launch sanity checks.
+
+* Flags override the base YAML (the demo's unless ``--config`` names another), they do not replace it: TrlParser
+  reads ``--config`` as defaults and the flags on top, so the base is put in front when none is given.
+* The split flags are TRL's (``--dataset_train_split``, ``--dataset_test_split``) in every recipe; a missing
+  held-out split is carved out of the training split by clip (``--eval_split_size``).
+* LoRA from flags: TRL's ``lora_task_type`` defaults to ``CAUSAL_LM``, which breaks Whisper's forward; the
+  speech default is no task type.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import ModelConfig, ScriptArguments
+
+from .data.loading import load_asr_dataset, train_eval_splits
+
+logger = logging.getLogger(__name__)
+BEFORE_FILE = "eval_before.json"
+REFERENCE_REWARDS = ("wer", "cer")
+_NONE = ("none", "null", "")
+
+
+@dataclass
+class ASRScriptArguments(ScriptArguments):
+    """TRL's data arguments (same split flag names in every rlnf recipe) plus held-out carving."""
+
+    dataset_name: str | None = field(
+        default="demo",
+        metadata={"help": "'demo' (Bambara demo corpus), a hub id, a save_to_disk folder, an audiofolder or a "
+                  "CSV/JSONL/Parquet file of audio paths (relative to the file) and transcripts"},
+    )  # fmt: skip
+    eval_split_size: str = field(
+        default="0.1",
+        metadata={"help": "When --dataset_test_split is not in the data: the held-out share of the training clips "
+                  "(a fraction < 1) or their number (>= 1), chosen by clip with the training seed"},
+    )  # fmt: skip
+    max_eval_samples: int | None = field(default=None, metadata={"help": "cap the held-out split (faster runs)"})
+
+
+@dataclass
+class ASRModelConfig(ModelConfig):
+    """TRL's ``ModelConfig`` with speech defaults: the demo policy, and LoRA without a task type."""
+
+    model_name_or_path: str | None = field(
+        default="demo", metadata={"help": "policy folder or hub id ('demo': the shipped demo policy)"}
+    )
+    lora_task_type: str | None = field(
+        default=None,
+        metadata={"help": "PEFT task type. None (default) for speech encoder-decoders: PEFT's task wrappers break "
+                  "Whisper's forward"},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora_task_type, str) and self.lora_task_type.strip().lower() in _NONE:
+            self.lora_task_type = None
+        super().__post_init__()
+
+
+def with_base_config(argv: Sequence[str], base: str | os.PathLike) -> list[str]:
+    """``argv`` with ``--config base`` in front unless it names a config itself (``--config X`` or ``=X``)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return [*argv[:i], "--config", arg.split("=", 1)[1], *argv[i + 1 :]]
+        if arg == "--config":
+            return argv
+    return ["--config", os.fspath(base), *argv]
+
+
+def resume_argument(value: str | bool | None) -> str | bool | None:
+    """``--resume_from_checkpoint true`` -> True (the last checkpoint in output_dir), ``false``/``none`` -> None,
+    anything else is a checkpoint folder. TrlParser gives the string; Trainer would read "true" as a path."""
+    if value is None or isinstance(value, bool):
+        return value or None
+    text = str(value).strip()
+    if text.lower() in ("true", "yes", "1", "last"):
+        return True
+    if text.lower() in (*_NONE, "false", "no", "0"):
+        return None
+    if not Path(text).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {text}: no such checkpoint folder (or pass `true` for the "
+                                "last checkpoint in --output_dir)")  # fmt: skip
+    return text
+
+
+def load_train_eval(
+    script_args: ASRScriptArguments, *, audio_column: str, text_column: str | None, seed: int
+) -> tuple[Any, Any]:
+    """(train, held_out) from the script arguments: the named splits, a carved held-out split when the data has
+    none, capped by ``max_eval_samples``."""
+    data = load_asr_dataset(
+        script_args.dataset_name, script_args.dataset_config, audio_column=audio_column, text_column=text_column
+    )
+    train, held_out = train_eval_splits(
+        data, script_args.dataset_train_split, script_args.dataset_test_split,
+        eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column,
+    )  # fmt: skip
+    if script_args.max_eval_samples is not None:
+        held_out = held_out.select(range(min(script_args.max_eval_samples, len(held_out))))
+    return train, held_out
+
+
+def run_before(output_dir: str | os.PathLike, evaluate: Callable[[], dict], *, resuming: bool, main: bool) -> dict:
+    """The run's evaluation before training: computed and kept in ``output_dir`` on a fresh run, read back from
+    there when resuming (the policy then is the checkpoint's, not the run's starting point)."""
+    path = Path(output_dir) / BEFORE_FILE
+    if resuming and path.exists():
+        return json.loads(path.read_text())
+    if resuming:
+        logger.warning("resuming, but %s is missing: 'before' is measured on the policy as loaded now", path)
+    before = evaluate()
+    if main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(before, indent=2) + "\n")
+    return before
+
+
+def warn_reference_free(reward_funcs: Sequence[Any], reference_column: str | None) -> list[str]:
+    """Warn once when reference-based rewards (wer, cer) are asked for without references: they score None (no
+    reward) on every completion, so only the other rewards train the policy; with no other reward there is
+    nothing to learn from, which is an error. Returns the names concerned."""
+    names = [name for name in reward_funcs if isinstance(name, str) and name in REFERENCE_REWARDS]
+    if not names or reference_column is not None:
+        return []
+    others = [name for name in reward_funcs if name not in names]
+    if not others:
+        raise ValueError(
+            f"reward_funcs {list(reward_funcs)} all need reference transcripts, but reference_column is None "
+            "(reference-free run): add a reference-free reward (reward_model) or set reference_column"
+        )
+    logger.warning(
+        "reward(s) %s need reference transcripts but reference_column is None (reference-free run): they give no "
+        "reward (None); only %s train the policy", names, others,
+    )  # fmt: skip
+    return names
+
+
+__all__ = [
+    "ASRModelConfig",
+    "ASRScriptArguments",
+    "load_train_eval",
+    "resume_argument",
+    "run_before",
+    "warn_reference_free",
+    "with_base_config",
+]

@@ -1,0 +1,251 @@
+"""The recipes as a user drives them: flags over the demo YAML, LoRA from flags, own data with one split,
+resume, model cards, the ASR pipeline, reference-free traps, GPU templates. Tiny settings (a tiny random
+Whisper, a tiny reward model, a handful of clips written to tmp_path), each run a few seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+from conftest import TEXTS, synthetic_clip
+
+from rlnf.policies.tiny_whisper import build_tiny_whisper
+from rlnf.testing import tiny_reward_model
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+grpo_recipe = _load("grpo_asr")
+sft_recipe = _load("sft_asr")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """A CSV of 8 clips (one split, paths relative to the CSV), a tiny policy and a tiny reward model."""
+    root = tmp_path_factory.mktemp("recipe_assets")
+    clips = root / "clips"
+    clips.mkdir()
+    rows = []
+    for i in range(8):
+        sf.write(clips / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), 16000)
+        rows.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
+    (root / "data.csv").write_text("audio,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
+                       max_source_positions=50, max_target_positions=32)  # fmt: skip
+    tiny_reward_model(root / "reward")
+    return {"csv": root / "data.csv", "policy": root / "policy", "reward": root / "reward", "root": root}
+
+
+def grpo_flags(assets: dict[str, Path], output: Path, *extra: str) -> list[str]:
+    """Tiny-run flags on top of the demo YAML (which stays the base: lr, beta, rewards ... come from it)."""
+    return [
+        "--model_name_or_path", str(assets["policy"]), "--reward_model_path", str(assets["reward"]),
+        "--dataset_name", str(assets["csv"]), "--eval_split_size", "2", "--output_dir", str(output),
+        "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
+        "--max_completion_length", "6", "--eval_max_new_tokens", "6", "--logging_steps", "1",
+        "--eval_strategy", "no", "--save_strategy", "no", "--dataloader_num_workers", "0", *extra,
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+def parse_grpo(argv: list[str]):
+    from trl import TrlParser
+
+    from rlnf import ASRGRPOConfig
+    from rlnf.recipe_support import ASRModelConfig, with_base_config
+
+    parser = TrlParser((grpo_recipe.GRPOScriptArguments, ASRGRPOConfig, ASRModelConfig))
+    return parser.parse_args_and_config(args=with_base_config(argv, grpo_recipe.DEMO_CONFIG))
+
+
+def test_flags_override_the_demo_yaml_field_by_field() -> None:
+    demo = yaml.safe_load(grpo_recipe.DEMO_CONFIG.read_text())
+    script, args, model = parse_grpo(["--max_steps", "3"])
+    assert args.max_steps == 3  # the flag
+    assert args.learning_rate == demo["learning_rate"] != 1e-6  # TRL's default would be 1e-6
+    assert args.output_dir == demo["output_dir"] and args.max_completion_length == demo["max_completion_length"]
+    assert args.reward_weights == demo["reward_weights"] and script.reward_funcs == demo["reward_funcs"]
+    assert script.dataset_train_split == demo["dataset_train_split"] and model.model_name_or_path == "demo"
+
+
+def test_config_flag_chooses_another_base(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("learning_rate: 0.003\noutput_dir: elsewhere\nmax_steps: 7\n")
+    for argv in (["--config", str(other)], [f"--config={other}"]):
+        _, args, _ = parse_grpo([*argv, "--max_steps", "9"])
+        assert (args.learning_rate, args.output_dir, args.max_steps) == (0.003, "elsewhere", 9)
+        assert not args.use_cpu  # the demo's use_cpu does not leak into another base
+
+
+def test_lora_from_flags_has_no_task_type() -> None:
+    from trl import get_peft_config
+
+    _, _, model = parse_grpo(["--use_peft", "--lora_target_modules", "q_proj", "v_proj", "--lora_r", "4"])
+    peft = get_peft_config(model)
+    assert peft.task_type is None and set(peft.target_modules) == {"q_proj", "v_proj"} and peft.r == 4
+    _, _, model = parse_grpo(["--use_peft", "--lora_task_type", "SEQ_2_SEQ_LM"])
+    assert get_peft_config(model).task_type == "SEQ_2_SEQ_LM"  # an explicit choice is kept (and refused later)
+
+
+def test_resume_argument() -> None:
+    from rlnf.recipe_support import resume_argument
+
+    assert resume_argument("true") is True and resume_argument("True") is True
+    assert resume_argument("false") is None and resume_argument(None) is None
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        resume_argument("outputs/not-there/checkpoint-5")
+
+
+# ----------------------------------------------------------------------------------------------- GRPO runs
+def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "lora"
+    with caplog.at_level(logging.WARNING, logger="rlnf.data.loading"):
+        results = grpo_recipe.main(grpo_flags(assets, out, "--use_peft", "--lora_target_modules", "q_proj", "v_proj",
+                                              "--lora_r", "4"))  # fmt: skip
+    assert results["global_steps"] == 2
+    assert "held out 2 of the 8 rows of 'train' by clip" in caplog.text  # the CSV has no 'test' split
+    assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
+    assert json.loads((out / "adapter_config.json").read_text())["task_type"] is None
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: automatic-speech-recognition" in card and "text-generation" not in card
+    assert "`reward_model` (weight 0.25), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
+
+
+def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    first = grpo_recipe.main(grpo_flags(assets, out, "--save_strategy", "steps", "--save_steps", "2"))
+    before = json.loads((out / "eval_before.json").read_text())
+    assert first["eval_before"] == {k: before[k] for k in ("eval_wer", "eval_cer")}
+    card = (out / "README.md").read_text()
+    assert "| before training |" in card and "rlnf transcribe" in card and "## How to transcribe" in card
+    assert f"| after training | {first['eval_after']['eval_wer']:.3f} |" in card
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation.get("do_sample") in (None, False) and generation["task"] == "transcribe"
+
+    # Resume: "before" is the run's stored one, not a new evaluation of whatever is loaded now.
+    marker = {"eval_wer": 0.123, "eval_cer": 0.456, "eval_loss": None}
+    (out / "eval_before.json").write_text(json.dumps(marker))
+    resumed = grpo_recipe.main(grpo_flags(assets, out, "--resume_from_checkpoint", "true", "--max_steps", "3"))
+    assert resumed["global_steps"] == 3
+    assert resumed["eval_before"] == {"eval_wer": 0.123, "eval_cer": 0.456}
+    assert json.loads((out / "results.json").read_text())["eval_before"]["eval_wer"] == 0.123
+
+
+def test_grpo_reference_free_wer_warns_and_wer_only_is_refused(assets, tmp_path: Path, caplog) -> None:
+    flags = grpo_flags(assets, tmp_path / "free", "--reference_column", "none", "--max_steps", "1")
+    with caplog.at_level(logging.WARNING, logger="rlnf.recipe_support"):
+        grpo_recipe.main(flags)
+    assert "reward(s) ['wer'] need reference transcripts" in caplog.text
+    with pytest.raises(ValueError, match=r"all need reference transcripts.*reward_model"):
+        grpo_recipe.main([*flags, "--reward_funcs", "wer"])
+
+
+# ----------------------------------------------------------------------------------------------- SFT
+def test_sft_on_own_csv_pipeline_ready_with_card(assets, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from rlnf.audio import load_audio
+    from rlnf.policies.asr_pipeline import pipeline_ready
+    from rlnf.policies.whisper import transcribe
+
+    out = tmp_path / "sft"
+    results = sft_recipe.main([
+        "--dataset_name", str(assets["csv"]), "--eval_split_size", "0.25", "--output_dir", str(out),
+        "--max_steps", "3", "--per_device_train_batch_size", "4", "--tiny_d_model", "32", "--tiny_layers", "1",
+        "--tiny_vocab_size", "300", "--tiny_window_seconds", "2", "--eval_max_new_tokens", "8", "--logging_steps", "1",
+    ])  # fmt: skip
+    assert (results["train_samples"], results["eval_samples"]) == (6, 2)
+    assert results["global_steps"] == 3 and len(results["examples"]) == 2
+    card = (out / "README.md").read_text()
+    assert "supervised fine-tuning" in card and f"| after training | {results['after']['wer']:.3f} |" in card
+
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    model, processor = AutoModelForSpeechSeq2Seq.from_pretrained(out), AutoProcessor.from_pretrained(out)
+    assert pipeline_ready(processor.tokenizer)
+    clips = [load_audio(assets["root"] / "clips" / f"c{i}.wav") for i in range(3)]
+    greedy = transcribe(model, processor, clips, max_new_tokens=20)
+    asr = pipeline("automatic-speech-recognition", model=str(out))
+    greedy_kwargs = {"num_beams": 1, "max_new_tokens": 20}
+    piped = [asr({"raw": c, "sampling_rate": 16000}, generate_kwargs=greedy_kwargs)["text"] for c in clips]
+    assert piped == greedy
+
+
+# ----------------------------------------------------------------------------------------------- templates
+TEMPLATES = sorted(RECIPES.glob("grpo_asr_whisper_*.yaml"))
+
+
+def test_gpu_templates_exist() -> None:
+    assert {t.name for t in TEMPLATES} >= {"grpo_asr_whisper_small.yaml", "grpo_asr_whisper_small_lora.yaml"}
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_gpu_template_parses_without_demo_leaks(template: Path) -> None:
+    from dataclasses import fields
+
+    from trl import get_peft_config
+
+    from rlnf import ASRGRPOConfig
+    from rlnf.recipe_support import ASRModelConfig
+
+    raw = yaml.safe_load(template.read_text())
+    known = {f.name for cls in (grpo_recipe.GRPOScriptArguments, ASRGRPOConfig, ASRModelConfig) for f in fields(cls)}
+    assert set(raw) <= known, f"unknown keys {set(raw) - known}"
+    assert "use_cpu" not in raw and raw["bf16"] is True and raw["model_name_or_path"].startswith("openai/whisper")
+    assert raw["pad_features_to"] == "30s" and raw["task"] == "transcribe"
+    script, args, model = parse_grpo(["--config", str(template), "--bf16", "false"])  # no bf16 on this CPU box
+    assert not args.use_cpu and args.num_generations == 8
+    peft = get_peft_config(model)
+    if "lora" in template.name:
+        assert peft is not None and peft.task_type is None and "proj_out" not in peft.target_modules
+    else:
+        assert peft is None
+
+
+def test_pipeline_fix_on_a_tiny_model_with_the_same_vocab_property(tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from rlnf.policies.asr_pipeline import pipeline_ready, prepare_for_asr_pipeline
+    from rlnf.policies.whisper import transcribe
+
+    model, processor = build_tiny_whisper(TEXTS * 4, d_model=32, layers=1, heads=2, vocab_size=300,
+                                          max_source_positions=50, max_target_positions=32, seed=3)  # fmt: skip
+    no_ts = processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+    assert not pipeline_ready(processor.tokenizer) and no_ts < len(processor.tokenizer) - 1  # the demo's defect
+    clips = [synthetic_clip(1.0, 200.0 + 50 * i, seed=i) for i in range(3)]
+    greedy = transcribe(model, processor, clips, max_new_tokens=12)
+    before = tmp_path / "before"
+    model.save_pretrained(before)
+    processor.save_pretrained(before)
+    broken = pipeline("automatic-speech-recognition", model=str(before))
+    assert [broken({"raw": c, "sampling_rate": 16000})["text"] for c in clips] != greedy
+
+    ids = processor.tokenizer("i ni ce").input_ids
+    model, processor = prepare_for_asr_pipeline(model, processor)
+    assert pipeline_ready(processor.tokenizer)
+    assert processor.tokenizer.convert_ids_to_tokens(len(processor.tokenizer) - 1) == "<|notimestamps|>"
+    moved = processor.tokenizer("i ni ce").input_ids
+    assert len(moved) == len(ids) and processor.tokenizer.decode(moved, skip_special_tokens=True) == "i ni ce"
+    assert transcribe(model, processor, clips, max_new_tokens=12) == greedy  # the same function, renumbered
+    after = tmp_path / "after"
+    model.save_pretrained(after)
+    processor.save_pretrained(after)
+    asr = pipeline("automatic-speech-recognition", model=str(after))
+    greedy_kwargs = {"num_beams": 1, "max_new_tokens": 12}
+    assert [asr({"raw": c, "sampling_rate": 16000}, generate_kwargs=greedy_kwargs)["text"] for c in clips] == greedy
+    assert all(greedy)
