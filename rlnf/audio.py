@@ -227,7 +227,16 @@ def _file_key(path: str | os.PathLike) -> tuple:
     return ("file", real, stat.st_size, stat.st_mtime_ns)
 
 
-def audio_key(item: Any, sampling_rate: int | None = None, *, index: int | None = None) -> tuple:
+def _path_key(path: str | os.PathLike, read_files: bool) -> tuple:
+    if read_files and os.path.isfile(path):
+        with open(path, "rb") as handle:
+            return audio_key(handle.read())
+    return _file_key(path)
+
+
+def audio_key(
+    item: Any, sampling_rate: int | None = None, *, index: int | None = None, read_files: bool = False
+) -> tuple:
     """The identity of a clip, by what it is: rows with equal keys decode to the same waveform.
 
     TRL repeats each dataset row G times and a shuffled, sharded stream restarts row indices, so rlnf
@@ -241,12 +250,15 @@ def audio_key(item: Any, sampling_rate: int | None = None, *, index: int | None 
     * datasets' ``AudioDecoder``: the key of the source it decodes; one without a source is decoded and
       keyed by its samples.
 
+    With ``read_files=True`` a path is keyed by its file's bytes, like file bytes: the same recording under two
+    names is one clip (what a train/test leakage check needs; it reads every file once).
+
     Hashes are 128-bit xxh3 of the raw bytes (blake2b without xxhash). Bad rates raise like `load_audio`.
     """
     where = _where(index)
     item = _source(item)
     if isinstance(item, (str, os.PathLike)):
-        return _file_key(item)
+        return _path_key(item, read_files)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return ("bytes", len(item), _digest(item))
     if isinstance(item, dict):
@@ -255,7 +267,7 @@ def audio_key(item: Any, sampling_rate: int | None = None, *, index: int | None 
         if item.get("bytes") is not None:
             return audio_key(item["bytes"])
         if item.get("path"):
-            return _file_key(item["path"])
+            return _path_key(item["path"], read_files)
         raise ValueError(f"{where}: dict needs 'array', 'bytes' or 'path', got keys {sorted(item)}")
     if hasattr(item, "get_all_samples"):
         samples, rate = _from_decoder(item)

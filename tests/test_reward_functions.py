@@ -496,9 +496,10 @@ def test_concurrent_calls_agree(tiny, wav_paths):
     model, processor, _ = tiny
     audios, completions = trl_batch(wav_paths, group=2)
     reward = AudioTextReward(model, processor, device="cpu")
+    expected = pairwise_scores(model, processor, audios, completions)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: reward(completions=completions, audio=audios), range(4)))
-    assert all(result == pytest.approx(results[0], abs=1e-6) for result in results)
+    assert all(result == pytest.approx(expected, abs=1e-5) for result in results)
 
 
 def test_trl_name_and_logging_hooks(tiny, wav_paths):
@@ -543,12 +544,18 @@ def test_bad_inputs(tiny, wav_paths):
     with pytest.raises(TypeError, match="encode_audio"):
         AudioTextReward(nn.Linear(2, 2), processor)
     assert reward(completions=[], audio=[]) == []
+    with pytest.raises(ValueError, match=re.escape("AudioTextReward(sampling_rate=...): sampling rate must be")):
+        AudioTextReward(model, processor, sampling_rate="16k")
 
 
 def test_from_pretrained_and_registry(tiny, wav_paths):
     model, processor, folder = tiny
     audios, completions = trl_batch(wav_paths, group=2)
     expected = AudioTextReward(model, processor, device="cpu")(completions=completions, audio=audios)
+    with pytest.raises(
+        TypeError, match="AudioTextReward.from_pretrained: got an unexpected keyword argument 'audio_colum'"
+    ):
+        AudioTextReward.from_pretrained(folder, audio_colum="speech")
     loaded = AudioTextReward.from_pretrained(folder, device="cpu", name="rm2")
     assert loaded.__name__ == "rm2"
     assert loaded(completions=completions, audio=audios) == pytest.approx(expected, abs=1e-6)

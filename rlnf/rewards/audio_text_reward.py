@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import TARGET_SAMPLING_RATE, audio_key, load_audio
+from ..audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, load_audio
 from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
 
 # Keywords TRL passes that are not dataset columns (left out of error messages about columns).
@@ -168,7 +168,9 @@ class AudioTextReward:
         self.dtype = dtype
         self.scale = float(scale)
         self.offset = float(offset)
-        self.sampling_rate = sampling_rate
+        self.sampling_rate = (
+            None if sampling_rate is None else check_sampling_rate(sampling_rate, "AudioTextReward(sampling_rate=...)")
+        )
         self.log_reference = log_reference
         self.__name__ = name  # TRL reads `__name__` for its log keys
         self._device_option = self.device
@@ -179,9 +181,18 @@ class AudioTextReward:
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike, *, revision: str | None = None, **options: Any
     ) -> AudioTextReward:
-        """Load model and processor from a local folder or hub id; ``options`` go to the constructor."""
+        """Load model and processor from ``"demo"`` (the shipped demo reward model), a local folder or a hub id;
+        ``options`` go to the constructor (checked before anything loads). Loading is strict and fails fast
+        offline: see `rlnf.RewardModel.from_pretrained` and `rlnf.reward_model.checkpoint`."""
+        import inspect
+
         from ..reward_model.modeling import RewardModel
         from ..reward_model.processing import RewardModelProcessor
+
+        try:
+            inspect.signature(cls.__init__).bind(None, None, None, **options)
+        except TypeError as error:
+            raise TypeError(f"AudioTextReward.from_pretrained: {error}") from None
 
         model = RewardModel.from_pretrained(pretrained_model_name_or_path, revision=revision)
         processor = RewardModelProcessor.from_pretrained(pretrained_model_name_or_path, revision=revision)
