@@ -68,7 +68,9 @@ def check_sampling_rate(rate: Any, where: str = "audio") -> int:
 def _source(item: Any) -> Any:
     """datasets' ``AudioDecoder`` keeps the ``{"path", "bytes"}`` it decodes in ``_hf_encoded``."""
     encoded = getattr(item, "_hf_encoded", None)
-    return encoded if isinstance(encoded, dict) else item
+    if isinstance(encoded, dict) and (encoded.get("path") or encoded.get("bytes") is not None):
+        return encoded
+    return item
 
 
 def _dict_rate(item: dict, sampling_rate: int | None, where: str) -> int:

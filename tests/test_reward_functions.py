@@ -432,6 +432,14 @@ def test_duplicates_are_found_by_identity_path_and_content(wav_paths):
     assert audio_key(decoders[0]) == audio_key(wave)
 
 
+def test_decoder_with_an_empty_source_is_keyed_by_its_samples():
+    wave = sine_clip(1.0, seed=3)
+    decoder = FakeDecoder(wave)
+    decoder._hf_encoded = {"path": None, "bytes": None}
+    assert audio_key(decoder) == audio_key(wave)
+    np.testing.assert_array_equal(group_clips([decoder])[0][0], wave)
+
+
 @pytest.mark.parametrize(
     ("total", "batch_size", "sizes"),
     [(144, 64, [48, 48, 48]), (128, 64, [64, 64]), (5, 64, [5]), (65, 64, [32, 33]), (0, 8, [])],
