@@ -361,10 +361,20 @@ def test_ids_beyond_the_embedding_are_rejected(loaded):
         model.encode_text(torch.tensor([[5000]]), torch.ones(1, 1, dtype=torch.long))
 
 
-@pytest.mark.parametrize("field, value", [("n_mel", 0), ("dropout", 1.5), ("fusion_type", "concat"), ("padding", 1)])
-def test_invalid_config_values(field, value):
-    with pytest.raises(ValueError, match=field if field != "padding" else "padding"):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n_mel", 0, "RewardConfig.n_mel must be a positive int, got 0"),
+        ("lstm_hidden", 2.5, "RewardConfig.lstm_hidden must be a positive int, got 2.5"),
+        ("dropout", 1.5, "RewardConfig.dropout must be in [0, 1), got 1.5"),
+        ("fusion_type", "concat", "RewardConfig.fusion_type must be one of "),
+        ("padding", 1, "RewardConfig: the audio encoder keeps one output frame per input frame"),
+    ],
+)
+def test_invalid_config_values(field, value, message):
+    with pytest.raises(ValueError) as error:
         RewardConfig(**{field: value})
+    assert str(error.value).startswith(message)
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------
