@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from process_group import run_process_group
 
-from rlnf.launch import SlurmEnvError, build_launch_command, expand_nodelist, main
+from rlnf.launch import SlurmEnvError, build_launch_command, check_world_size, expand_nodelist, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "accelerate_configs"
@@ -222,7 +222,7 @@ def test_sbatch_runs_one_launcher_per_node_with_fail_fast(tmp_path: Path) -> Non
     assert flags["--main_process_ip"] == "gpu07"
     assert flags["--main_process_port"] == str(29500 + 4242 % 1000)
     assert command[-5:] == [
-        "recipes/grpo_asr.py", "--config", "recipes/grpo_asr_demo.yaml", "--learning_rate", "1e-6"
+        "recipes/grpo_asr.py", "--config", "recipes/grpo_asr_whisper_small.yaml", "--learning_rate", "1e-6"
     ]  # fmt: skip
 
 
@@ -276,12 +276,12 @@ def _accelerate_launch() -> list[str]:
 
 
 def _run_cpu_2proc(
-    script: Path, *script_args: str, timeout: float
+    script: Path, *script_args: str, timeout: float, use_cpu_env: bool = True
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """`accelerate launch --config_file accelerate_configs/cpu_2proc.yaml script ...`, own process group."""
     env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "1",  # required: see accelerate_configs/cpu_2proc.yaml
+        **{k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"},
+        **({"ACCELERATE_USE_CPU": "1"} if use_cpu_env else {}),  # required: see accelerate_configs/cpu_2proc.yaml
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "OMP_NUM_THREADS": "1",
@@ -363,3 +363,35 @@ def test_one_failing_process_stops_the_others(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):  # rank 0 was terminated by the launcher, not left running
         os.kill(pid, 0)
     print(f"2-process CPU failure run: {seconds:.1f} s wall")
+
+
+# ----------------------------------------------------------------------------------------------- world size
+def test_check_world_size() -> None:
+    check_world_size(1, {})  # plain python
+    check_world_size(2, {"WORLD_SIZE": "2"})  # a real 2-process world
+    check_world_size(1, {"WORLD_SIZE": "1"})
+    with pytest.raises(RuntimeError, match=r"started 2 processes \(WORLD_SIZE=2\).*world of 1.*ACCELERATE_USE_CPU=1"):
+        check_world_size(1, {"WORLD_SIZE": "2"})
+
+
+WORLD_SCRIPT = """\
+import sys
+
+from transformers import TrainingArguments
+
+from rlnf.launch import check_world_size
+
+args = TrainingArguments(output_dir=sys.argv[1], use_cpu=False, report_to="none")  # a GPU config on a CPU box
+check_world_size(args.world_size)
+print("TRAINING WOULD START", flush=True)
+"""
+
+
+def test_two_cpu_processes_without_accelerate_use_cpu_are_stopped(tmp_path: Path) -> None:
+    script = tmp_path / "world.py"
+    script.write_text(WORLD_SCRIPT)
+    result, seconds = _run_cpu_2proc(script, str(tmp_path / "out"), timeout=120, use_cpu_env=False)
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert "ACCELERATE_USE_CPU=1" in result.stdout and "separate runs writing to one folder" in result.stdout
+    assert "TRAINING WOULD START" not in result.stdout
+    print(f"2-process launch without ACCELERATE_USE_CPU stopped in {seconds:.1f} s")
