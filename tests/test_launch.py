@@ -130,9 +130,7 @@ def test_expand_nodelist(nodelist: str, hosts: list[str]) -> None:
     assert expand_nodelist(nodelist) == hosts
 
 
-@pytest.mark.parametrize(
-    "nodelist", ["", "gpu[01-04", "gpu01-04]", "gpu[04-01]", "gpu[a-b]", "a,,b", "n[[1]]"]
-)
+@pytest.mark.parametrize("nodelist", ["", "gpu[01-04", "gpu01-04]", "gpu[04-01]", "gpu[a-b]", "a,,b", "n[[1]]"])
 def test_expand_nodelist_rejects_malformed(nodelist: str) -> None:
     with pytest.raises(ValueError):
         expand_nodelist(nodelist)
@@ -157,14 +155,10 @@ def slurm_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_main_dry_run_prints_command(
-    slurm_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_main_dry_run_prints_command(slurm_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for name, value in TWO_NODES_RANK1.items():
         slurm_env.setenv(name, value)
-    rc = main(
-        ["--dry-run", "--config", "accelerate_configs/multi_gpu.yaml", "--", "--config", "recipes/x.yaml"]
-    )
+    rc = main(["--dry-run", "--config", "accelerate_configs/multi_gpu.yaml", "--", "--config", "recipes/x.yaml"])
     out = capsys.readouterr().out.split()
     assert rc == 0
     assert out[0].endswith("accelerate") and out[1] == "launch"
@@ -174,9 +168,7 @@ def test_main_dry_run_prints_command(
     assert out[-3:] == ["recipes/grpo_asr.py", "--config", "recipes/x.yaml"]
 
 
-def test_main_reports_missing_variable(
-    slurm_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_main_reports_missing_variable(slurm_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--dry-run"]) == 2
     assert "SLURM_JOB_NUM_NODES" in capsys.readouterr().err
 
@@ -288,9 +280,7 @@ def _run_cpu_2proc(
     }
     config = str(CONFIG_DIR / "cpu_2proc.yaml")
     command = [*_accelerate_launch(), "launch", "--config_file", config, str(script), *script_args]
-    returncode, out, seconds = run_process_group(
-        command, env=env, cwd=ROOT, timeout=timeout, what="2-process launch"
-    )
+    returncode, out, seconds = run_process_group(command, env=env, cwd=ROOT, timeout=timeout, what="2-process launch")
     return subprocess.CompletedProcess(command, returncode, out, None), seconds
 
 
