@@ -46,9 +46,15 @@ class RewardFeatureExtractor(WhisperFeatureExtractor):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            feature_size=feature_size, sampling_rate=sampling_rate, hop_length=hop_length, n_fft=n_fft,
-            chunk_length=chunk_length, padding_value=padding_value, dither=dither,
-            return_attention_mask=return_attention_mask, **kwargs,
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            hop_length=hop_length,
+            n_fft=n_fft,
+            chunk_length=chunk_length,
+            padding_value=padding_value,
+            dither=dither,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
         )
         self.do_normalize = do_normalize
         self.max_audio_seconds = max_audio_seconds
@@ -89,7 +95,9 @@ class RewardFeatureExtractor(WhisperFeatureExtractor):
         if len(audios) == 0:
             raise ValueError("no audio given")
         features = [
-            self.log_mel(self._prepare(load_audio(item, sampling_rate, index=i, target_sampling_rate=self.sampling_rate), i))
+            self.log_mel(
+                self._prepare(load_audio(item, sampling_rate, index=i, target_sampling_rate=self.sampling_rate), i)
+            )
             for i, item in enumerate(audios)
         ]
         frames = max(f.shape[1] for f in features)
@@ -125,7 +133,9 @@ class RewardModelProcessor(ProcessorMixin):
         return super().from_pretrained(resolve_checkpoint(pretrained_model_name_or_path, "processor"), **kwargs)
 
     @classmethod
-    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path: Any, processor_dict: Any = None, **kwargs: Any):
+    def _get_arguments_from_pretrained(
+        cls, pretrained_model_name_or_path: Any, processor_dict: Any = None, **kwargs: Any
+    ):
         """Load the tokenizer as `RewardTokenizer` whatever class the folder names (the published repo says
         ``T5Tokenizer``, whose transformers-5 conversion segments text differently from the original)."""
         kwargs.pop("subfolder", None)
@@ -215,7 +225,9 @@ def train_tokenizer(
         if isinstance(texts, (str, os.PathLike)) and Path(texts).is_file():
             texts = Path(texts).read_text(encoding="utf-8").splitlines()
         elif isinstance(texts, (str, os.PathLike)):
-            raise FileNotFoundError(f"train_tokenizer: {os.fspath(texts)!r} is not a file (pass a list to train on strings)")
+            raise FileNotFoundError(
+                f"train_tokenizer: {os.fspath(texts)!r} is not a file (pass a list to train on strings)"
+            )
         # The pieces are learnt on the text the processor will feed them: normalised as every reward does.
         lines = [normalize_reward_text(line) for line in texts if isinstance(line, str)]
         lines = [line for line in lines if line]
@@ -225,9 +237,17 @@ def train_tokenizer(
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
         prefix = Path(tmp) / "spiece"
         spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
-            character_coverage=character_coverage, hard_vocab_limit=False, bos_id=-1, eos_id=-1,
-            unk_id=0, pad_id=-1, minloglevel=2,
+            input=str(corpus),
+            model_prefix=str(prefix),
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            hard_vocab_limit=False,
+            bos_id=-1,
+            eos_id=-1,
+            unk_id=0,
+            pad_id=-1,
+            minloglevel=2,
         )
         tokenizer = RewardTokenizer(vocab_file=str(prefix) + ".model")
         processor = RewardModelProcessor(RewardFeatureExtractor(), tokenizer)

@@ -36,8 +36,13 @@ class RewardTokenizer(SentencePieceBackend):
         kwargs.pop("extra_special_tokens", None)
         kwargs.pop("legacy", None)
         super().__init__(
-            vocab_file=vocab_file, eos_token=eos_token, unk_token=unk_token, pad_token=pad_token,
-            extra_ids=extra_ids, legacy=True, **kwargs,
+            vocab_file=vocab_file,
+            eos_token=eos_token,
+            unk_token=unk_token,
+            pad_token=pad_token,
+            extra_ids=extra_ids,
+            legacy=True,
+            **kwargs,
         )
 
     @property
@@ -59,7 +64,9 @@ class RewardTokenizer(SentencePieceBackend):
             return self.sp_model.id_to_piece(index)
         return f"<extra_id_{self.vocab_size - 1 - index}>"
 
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         ids = token_ids_0 + [self.eos_token_id]
         return ids if token_ids_1 is None else ids + token_ids_1 + [self.eos_token_id]
 
