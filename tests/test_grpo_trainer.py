@@ -475,7 +475,10 @@ def test_eval_with_sampled_rewards_and_wav_paths(tmp_path, policy, wav_dataset):
 def test_missing_columns_are_named(tmp_path, policy, audio_dataset):
     model, processor = policy
     args = make_args(tmp_path)
-    with pytest.raises(ValueError, match=r"no audio column 'speech'.*\['audio', 'text'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^train_dataset has no column 'speech' \(audio_column\); its columns are \['audio', 'text'\]$",
+    ):
         ASRGRPOTrainer(
             model,
             wer_reward,
@@ -483,11 +486,17 @@ def test_missing_columns_are_named(tmp_path, policy, audio_dataset):
             train_dataset=audio_dataset,
             processing_class=processor,
         )
-    with pytest.raises(ValueError, match=r"no reference column 'text'.*reference_column=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"train_dataset has no column 'text' \(reference_column\); its columns are \['audio'\]\. Set reference_column=None",
+    ):
         ASRGRPOTrainer(
             model, wer_reward, args=args, train_dataset=audio_dataset.remove_columns("text"), processing_class=processor
         )
-    with pytest.raises(ValueError, match=r"eval_dataset has no reference column"):
+    with pytest.raises(
+        ValueError,
+        match=r"eval_dataset has no column 'text' \(eval_reference_column\); its columns are \['audio', 'sentence'\]$",
+    ):
         ASRGRPOTrainer(
             model,
             wer_reward,

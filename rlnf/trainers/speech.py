@@ -37,6 +37,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import is_async_callable
 
 from ..audio import audio_key, load_audio
+from ..data.loading import check_columns as shared_check
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
 from .asr_eval import error_rates
 
@@ -58,23 +59,18 @@ class RewardFunctionError(RuntimeError):
 
 
 def check_columns(
-    columns: Sequence[str],
+    columns: Any,
     name: str,
     audio_column: str,
     reference_column: str | None,
     reference_field: str = "reference_column",
 ) -> None:
-    """The audio column, and the reference column unless it is None, must be there; the error lists the rest."""
-    shown = sorted(c for c in columns if c != ROW_ID_COLUMN)
-    if audio_column not in columns:
-        raise ValueError(f"{name} has no audio column {audio_column!r} (audio_column); its columns are {shown}")
-    if reference_column is not None and reference_column not in columns:
-        hint = (
-            " Set reference_column=None for reference-free training." if reference_field == "reference_column" else ""
-        )
-        raise ValueError(
-            f"{name} has no reference column {reference_column!r} ({reference_field}); its columns are {shown}.{hint}"
-        )
+    """The audio column, and the reference column unless it is None, must be there (`rlnf.data.loading.check_columns`,
+    the one column check: the message names the option and lists the columns)."""
+    check = dict(where=name, hidden=(ROW_ID_COLUMN,))
+    shared_check(columns, {audio_column: "audio_column"}, **check)
+    hint = "Set reference_column=None for reference-free training" if reference_field == "reference_column" else None
+    shared_check(columns, {reference_column: reference_field}, hint=hint, **check)
 
 
 def resolve_reward_names(reward_funcs: Any, args: Any) -> Any:
