@@ -932,3 +932,17 @@ def test_clip_views_survive_trl_shuffle_and_split():
         rebuilt = ClipBatch.from_row_views(chunk[CLIPS_KEY], torch.device("cpu"))
         assert rebuilt.num_clips == len(set(clip_of_row[chunk["row"]].tolist()))
         torch.testing.assert_close(rebuilt.features[rebuilt.clip_of_row], features[clip_of_row[chunk["row"]]])
+
+
+def test_evaluate_asr_matches_greedy_by_hand_and_skips_missing_references(policy, audio_rows):
+    from rlnf.trainers import evaluate_asr
+
+    model, processor = policy
+    rows = [dict(row) for row in audio_rows]
+    rows[2]["text"] = None
+    with pytest.warns(UserWarning, match=r"1 evaluation rows have no reference \('text' is None; rows \[2\]\)"):
+        result = evaluate_asr(model, processor, Dataset.from_list(rows), normalizer="none", max_new_tokens=8)
+    kept = Dataset.from_list([rows[i] for i in (0, 1, 3)])
+    hypotheses = greedy_by_hand(copy.deepcopy(model), processor, kept)
+    assert result["hypotheses"] == hypotheses and result["num_samples"] == 3
+    assert result["wer"] == pytest.approx(jiwer.wer(list(kept["text"]), hypotheses))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..data.loading import check_columns
-from ..policies.whisper import transcribe
+from ..policies.base import PolicyOptions, policy_for
 
 
 def error_rates(
@@ -50,9 +51,41 @@ def evaluate_asr(
     rows = [dataset[i] for i in range(len(dataset))]
     columns = {audio_column: "audio_column", reference_column: "reference_column"}
     check_columns(dataset if hasattr(dataset, "column_names") else rows, columns, where="evaluation dataset")
+    missing = [i for i, r in enumerate(rows) if r[reference_column] is None]
+    if missing:  # as the trainers' greedy evaluation: a missing reference is not an empty one
+        warnings.warn(
+            f"{len(missing)} evaluation rows have no reference ({reference_column!r} is None; rows "
+            f"{missing[:10]}): left out of WER/CER",
+            stacklevel=2,
+        )
+        rows = [r for r in rows if r[reference_column] is not None]
     hypotheses = transcribe(model, processor, [r[audio_column] for r in rows], **transcribe_kwargs)
     rates = error_rates([r[reference_column] for r in rows], hypotheses, normalizer)
     return {**rates, "num_samples": len(rows), "hypotheses": hypotheses}
 
 
-__all__ = ["error_rates", "evaluate_asr"]
+def transcribe(
+    model: Any,
+    processor: Any,
+    audios: Sequence[Any],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    sampling_rate: int | None = None,
+    device: Any = None,
+    **options: Any,
+) -> list[str]:
+    """Greedy transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads) by any policy family
+    (`rlnf.policies.base.policy_for`); ``options`` are `PolicyOptions` fields (``language``, ``task``,
+    ``predict_timestamps``, ``pad_features_to``)."""
+    from rlnf.audio import load_audio
+
+    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
+    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=None, **options))
+    if device is not None:
+        model.to(device)
+    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
+    return policy.transcribe(model, waveforms, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+__all__ = ["error_rates", "evaluate_asr", "transcribe"]
