@@ -33,6 +33,8 @@ _LAZY = {
     "get_reward_funcs": "rlnf.rewards.registry",
     "ASRGRPOConfig": "rlnf.trainers",
     "ASRGRPOTrainer": "rlnf.trainers",
+    "ASRRLOOConfig": "rlnf.trainers",
+    "ASRRLOOTrainer": "rlnf.trainers",
     "load_audio": "rlnf.audio",
 }
 
@@ -46,6 +48,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ASRGRPOConfig",
     "ASRGRPOTrainer",
+    "ASRRLOOConfig",
+    "ASRRLOOTrainer",
     "AudioTextReward",
     "RewardConfig",
     "RewardFeatureExtractor",

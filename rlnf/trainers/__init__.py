@@ -3,12 +3,16 @@
 from .asr_eval import error_rates, evaluate_asr
 from .grpo_config import ASRGRPOConfig
 from .grpo_trainer import ASRGRPOTrainer
+from .rloo_config import ASRRLOOConfig
+from .rloo_trainer import ASRRLOOTrainer
 from .speech import RewardFunctionError, SpeechTrainerMixin, UndecodableAudioError
 from .speech_config import SpeechConfigMixin
 
 __all__ = [
     "ASRGRPOConfig",
     "ASRGRPOTrainer",
+    "ASRRLOOConfig",
+    "ASRRLOOTrainer",
     "RewardFunctionError",
     "SpeechConfigMixin",
     "SpeechTrainerMixin",
