@@ -1,4 +1,5 @@
-"""`rlnf` command line: `rlnf score AUDIO TEXT [--model PATH]` and friends."""
+"""`rlnf` command line: `rlnf score AUDIO TEXT [--model PATH]`, `rlnf transcribe AUDIO... [--model PATH]` and
+friends."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ _COMMANDS = {
 
 def _score(args: argparse.Namespace) -> int:
     import torch
+    from transformers.utils import logging as hf_logging
 
     from .reward_model import RewardModel, RewardModelProcessor
+
+    hf_logging.disable_progress_bar()  # one number on stdout, nothing else on stderr unless it fails
 
     processor = RewardModelProcessor.from_pretrained(args.model)
     model = RewardModel.from_pretrained(args.model).eval()
@@ -25,6 +29,30 @@ def _score(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         score = float(model(**batch).logits[0])
     print(f"{score:.4f}")
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    """Greedy transcripts, one ``AUDIO<TAB>TEXT`` line per file, decoded as rlnf evaluates (no FFmpeg needed)."""
+    import torch
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    from .assets import resolve_model_path
+    from .policies.whisper import transcribe
+
+    path = resolve_model_path(args.model, "policy", option="--model")
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    saved = getattr(model, "generation_config", None)  # the prefix the training recipe saved
+    language = args.language or getattr(saved, "language", None)
+    task = args.task or getattr(saved, "task", None) or "transcribe"
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    texts = transcribe(
+        model, processor, args.audio, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        language=language, task=None if task == "none" else task, device=device,
+    )  # fmt: skip
+    for audio, text in zip(args.audio, texts):
+        print(f"{audio}\t{text}")
     return 0
 
 
@@ -42,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--sampling_rate", type=int, default=None, help="only for raw arrays; files carry theirs")
     score.set_defaults(func=_score)
+    asr = commands.add_parser("transcribe", help="greedy transcripts of audio files with an ASR policy")
+    asr.add_argument("audio", nargs="+", help="audio files (anything soundfile reads)")
+    asr.add_argument("--model", default="demo", help="policy folder or hub id ('demo': the shipped demo policy)")
+    asr.add_argument("--batch_size", type=int, default=8)
+    asr.add_argument("--max_new_tokens", type=int, default=128, help="longest transcript, in tokens")
+    asr.add_argument("--language", default=None, help="language token of the prefix (default: the model's)")
+    asr.add_argument("--task", default=None, help="transcribe / translate / none (default: the model's)")
+    asr.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    asr.set_defaults(func=_transcribe)
     for name, (module, help_text) in _COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(module=module)
