@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 # Modules that define (and register) policy families; a new family adds its module here.
-FAMILY_MODULES: tuple[str, ...] = ("rlnf.policies.whisper",)
+FAMILY_MODULES: tuple[str, ...] = ("rlnf.policies.whisper", "rlnf.policies.ctc")
 
 _FAMILIES: list[type[SpeechPolicy]] = []
 
