@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import yaml
@@ -249,3 +250,199 @@ def test_pipeline_fix_on_a_tiny_model_with_the_same_vocab_property(tmp_path: Pat
     greedy_kwargs = {"num_beams": 1, "max_new_tokens": 12}
     assert [asr({"raw": c, "sampling_rate": 16000}, generate_kwargs=greedy_kwargs)["text"] for c in clips] == greedy
     assert all(greedy)
+
+
+def test_shipped_demo_policy_works_in_the_asr_pipeline_and_transcribe(assets, capsys) -> None:
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
+
+    from rlnf.assets import resolve_model_path
+    from rlnf.audio import load_audio
+    from rlnf.cli import main as cli
+    from rlnf.policies.asr_pipeline import pipeline_ready
+    from rlnf.policies.whisper import transcribe
+
+    path = resolve_model_path("demo")
+    model, processor = AutoModelForSpeechSeq2Seq.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    assert pipeline_ready(processor.tokenizer)
+    files = [assets["root"] / "clips" / f"c{i}.wav" for i in (0, 5)]
+    greedy = transcribe(model, processor, [load_audio(f) for f in files], max_new_tokens=40)
+    asr = pipeline("automatic-speech-recognition", model=path)
+    kwargs = {"num_beams": 1, "max_new_tokens": 40}
+    assert [
+        asr({"raw": load_audio(f), "sampling_rate": 16000}, generate_kwargs=kwargs)["text"] for f in files
+    ] == greedy
+    assert asr({"raw": load_audio(files[0]), "sampling_rate": 16000})["text"].strip()  # beam search: not ''
+
+    assert cli(["transcribe", *map(str, files), "--model", "demo", "--max_new_tokens", "40"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [f"{f}\t{t}" for f, t in zip(files, greedy)]
+    assert cli(["transcribe", str(files[0]), "--model", "no-org/no-model"]) == 2
+    assert "HF_HUB_OFFLINE is set and 'no-org/no-model' is not in the Hugging Face cache" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- model paths
+def test_resolve_model_path(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    import rlnf.assets as assets_module
+    from rlnf.assets import ModelNotAvailableError, resolve_model_path
+
+    assert Path(resolve_model_path("demo")).name == "demo-whisper-sft"
+    assert Path(resolve_model_path("demo", "reward_model")).name == "demo-reward-model"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    with pytest.raises(ModelNotAvailableError, match="has no config.json"):
+        resolve_model_path(saved)
+    (saved / "config.json").write_text("{}")
+    assert resolve_model_path(saved) == str(saved)
+    with pytest.raises(ModelNotAvailableError, match="no such model folder"):
+        resolve_model_path("./outputs/not-there")
+    start = time.monotonic()
+    with pytest.raises(ModelNotAvailableError, match="HF_HUB_OFFLINE is set and 'org/model' is not in the"):
+        resolve_model_path("org/model")  # conftest sets HF_HUB_OFFLINE=1
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(assets_module, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelNotAvailableError, match="--reward_model_path org/model: the Hugging Face hub cannot be"):
+        resolve_model_path("org/model", "reward_model", option="--reward_model_path")
+    assert time.monotonic() - start < 5  # not minutes of retries
+    monkeypatch.setattr(assets_module, "hub_reachable", lambda timeout=3.0: True)
+    assert resolve_model_path("org/model") == "org/model"  # online: left to transformers
+
+
+# ----------------------------------------------------------------------------------------------- own data
+def _audiofolder(root: Path) -> Path:
+    for split, count in (("train", 3), ("test", 2)):
+        folder = root / split
+        folder.mkdir(parents=True)
+        lines = ["file_name,text"]
+        for i in range(count):
+            sf.write(folder / f"{split}{i}.flac", synthetic_clip(0.5, 200.0 + 30 * i, seed=i), 16000)
+            lines.append(f"{split}{i}.flac,{TEXTS[i]}")
+        (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_audiofolder_without_torchcodec_reads_the_same_rows(tmp_path: Path, monkeypatch) -> None:
+    from rlnf.audio import load_audio
+    from rlnf.data import loading
+
+    folder = _audiofolder(tmp_path / "af")
+    monkeypatch.setattr(loading, "torchcodec_usable", lambda: False)
+    plain = loading.load_asr_dataset(str(folder))
+    assert {k: len(v) for k, v in plain.items()} == {"train": 3, "test": 2}
+    assert list(plain["test"]["text"]) == TEXTS[:2]
+    for split in ("train", "test"):
+        for i, item in enumerate(plain[split]["audio"]):
+            expected = synthetic_clip(0.5, 200.0 + 30 * i, seed=i)
+            np.testing.assert_allclose(load_audio(item), expected, atol=1e-4)  # FLAC is lossless (16-bit)
+    monkeypatch.undo()
+    if loading.torchcodec_usable():  # datasets' audiofolder gives the same rows
+        stock = loading.load_asr_dataset(str(folder))
+        assert list(stock["test"]["text"]) == list(plain["test"]["text"])
+        assert [Path(a["path"]).name for a in stock["train"]["audio"]] == [
+            Path(p).name for p in plain["train"]["audio"]
+        ]
+
+
+def test_missing_torchcodec_is_one_line_saying_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    import datasets
+
+    from rlnf.data import loading
+
+    def generation_fails(*_args, **_kwargs):
+        try:
+            raise ImportError("To support encoding audio data, please install 'torchcodec'.")
+        except ImportError as error:
+            raise datasets.exceptions.DatasetGenerationError("An error occurred") from error
+
+    monkeypatch.setattr(datasets, "load_dataset", generation_fails)
+    with pytest.raises(ImportError) as caught:
+        loading.load_asr_dataset("some-org/some-audio-dataset")
+    message = str(caught.value)
+    assert message.startswith("dataset 'some-org/some-audio-dataset': decoding audio inside datasets needs torchcodec")
+    assert "apt-get install ffmpeg" in message and "pip install 'rlnf[audio]'" in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_hold_out_by_clip_keeps_every_row_of_a_clip_together() -> None:
+    from datasets import Dataset
+
+    from rlnf.data.loading import hold_out_by_clip, train_eval_splits
+
+    clips = [f"/data/c{i // 2}.wav" for i in range(20)]  # 10 clips, two transcripts each
+    data = Dataset.from_dict({"audio": clips, "text": [f"t{i}" for i in range(20)]})
+    train, held = hold_out_by_clip(data, 0.3, seed=1)
+    assert (len(train), len(held)) == (14, 6)
+    assert not set(train["audio"]) & set(held["audio"])
+    assert sorted([*train["text"], *held["text"]]) == sorted(data["text"])
+    again, _ = hold_out_by_clip(data, "3", seed=1)
+    assert list(again["text"]) == list(train["text"])  # seeded: a fraction and a count of the same size agree
+    assert list(hold_out_by_clip(data, 3, seed=2)[1]["audio"]) != list(held["audio"])
+    for bad, match in ((0, "fraction in"), (10, "nothing would be left"), (2.5, "whole number")):
+        with pytest.raises(ValueError, match=match):
+            hold_out_by_clip(data, bad)
+    from datasets import DatasetDict
+
+    with pytest.raises(ValueError, match=r"no split 'rl_train' \(--dataset_train_split\); its splits are"):
+        train_eval_splits(DatasetDict({"a": data, "b": data}), "rl_train", "test")
+    tr, ev = train_eval_splits(DatasetDict({"a": data, "b": data.select(range(4))}), "a", "b")
+    assert (len(tr), len(ev)) == (20, 4)
+
+
+# ----------------------------------------------------------------------------------------------- plots, cards
+def test_plot_says_why_the_wer_panel_is_empty() -> None:
+    from rlnf.plotting import training_curves_figure
+
+    history = [{"step": 1, "reward": 0.2}, {"step": 2, "reward": 0.4}]
+    texts = [t.get_text() for t in training_curves_figure(history, why_no_wer="no references").axes[1].texts]
+    assert texts == ["no held-out WER/CER:\nno references"]
+    default = training_curves_figure(history).axes[1].texts[0].get_text()
+    assert "no eval_wer / eval_cer in the log" in default
+    full = training_curves_figure([*history, {"step": 2, "eval_wer": 0.5, "eval_cer": 0.3}])
+    assert not full.axes[1].texts and [line.get_label() for line in full.axes[1].get_lines()] == [
+        "eval_wer",
+        "eval_cer",
+    ]
+
+
+def test_reward_model_card_in_the_published_shape(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from rlnf import RewardConfig
+    from rlnf.model_cards import reward_model_card, save_card
+
+    config = RewardConfig(vocab_size=2048, dropout=0.3)
+    metrics = {"test_mse": 0.0767, "test_r2": 0.4268, "test_pearson": 0.6603, "test_accuracy@0.1": 0.33, "n": 5}
+    path = save_card(reward_model_card(config, metrics=metrics, dataset="RobotsMali/transcription-scorer"), tmp_path)
+    card = ModelCard.load(path)
+    assert card.data.pipeline_tag == "tabular-regression" and card.data.datasets == ["RobotsMali/transcription-scorer"]
+    sections = [line for line in card.text.splitlines() if line.startswith("#")]
+    assert sections == [
+        "# Reward model",
+        "## Description",
+        "## Model Overview",
+        "### Audio Encoder",
+        "### Text Encoder",
+        "### Fusion & Regression Head",
+        "## Objective",
+        "## Example Usage",
+        "## Evaluation Results",
+    ]
+    assert "Linear(384 -> 256) -> ReLU -> Dropout(0.3)" in card.text  # the published head, from the config
+    assert "n_fft 1024, n_mels 80, hop_length 256" in card.text and "vocab_size 2048" in card.text
+    assert "| MSE | 0.0767 |" in card.text and "| Accuracy (within 0.1) | 0.3300 |" in card.text
+
+
+def test_asr_card_metadata_validates_and_keeps_local_paths_out(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from rlnf.model_cards import asr_model_card, save_card
+
+    card = asr_model_card(method="GRPO", base_model="openai/whisper-small", dataset=str(tmp_path / "data.csv"),
+                          eval_split="test", before={"eval_wer": 0.5, "eval_cer": 0.25},
+                          after={"eval_wer": 0.4, "eval_cer": 0.2}, rewards=["reward_model", "wer"],
+                          reward_weights=[0.5, 1.0], reward_model="RobotsMali/reward-model")  # fmt: skip
+    loaded = ModelCard.load(save_card(card, tmp_path))
+    assert loaded.data.base_model == "openai/whisper-small" and loaded.data.datasets is None  # a local CSV
+    assert [(r.metric_type, r.metric_value) for r in loaded.data.eval_results] == [("wer", 0.4), ("cer", 0.2)]
+    assert "| before training | 0.500 | 0.250 |" in loaded.text and "| after training | 0.400 | 0.200 |" in loaded.text
