@@ -298,6 +298,30 @@ def load_policy_model(name_or_path: str, **kwargs: Any) -> nn.Module:
     raise _no_family(f"{name_or_path!r} (model_type {getattr(config, 'model_type', None)!r})")
 
 
+def transcribe(
+    model: Any,
+    processor: Any,
+    audios: Sequence[Any],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    sampling_rate: int | None = None,
+    device: Any = None,
+    **options: Any,
+) -> list[str]:
+    """Greedy transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads) by any registered policy
+    family; ``options`` are `PolicyOptions` fields (``language``, ``task``, ``predict_timestamps``,
+    ``pad_features_to``). ``device``: move the model there first."""
+    from rlnf.audio import load_audio
+
+    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
+    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=None, **options))
+    if device is not None:
+        model.to(device)
+    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
+    return policy.transcribe(model, waveforms, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
 def split_processor(processor: Any) -> tuple[Any, Any]:
     """``(tokenizer, feature_extractor)`` of a speech processor; a clear error for anything else."""
     tokenizer = getattr(processor, "tokenizer", None)
@@ -338,4 +362,5 @@ __all__ = [
     "policy_for",
     "register_policy",
     "split_processor",
+    "transcribe",
 ]

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput
 
-from .base import ClipBatch, PolicyOptions, SpeechPolicy, has_adapters, peft_base, register_policy
+from .base import ClipBatch, PolicyOptions, SpeechPolicy, has_adapters, peft_base, register_policy, transcribe
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\s*$")
 
@@ -519,44 +519,6 @@ class WhisperPolicy(SpeechPolicy):
         finally:
             model.train(was_training)
         return texts
-
-
-# --------------------------------------------------------------------------------------------------
-# Greedy transcription (recipes, evaluation)
-# --------------------------------------------------------------------------------------------------
-
-
-def transcribe(
-    model: Any,
-    processor: Any,
-    audios: Sequence[Any],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-    language: str | None = None,
-    task: str | None = "transcribe",
-    predict_timestamps: bool = False,
-    pad_features_to: str = "model",
-    sampling_rate: int | None = None,
-    device: torch.device | str | None = None,
-) -> list[str]:
-    """Greedy transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads)."""
-    from rlnf.audio import load_audio
-
-    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
-    options = PolicyOptions(
-        sampling_rate=rate,
-        language=language,
-        task=task,
-        predict_timestamps=predict_timestamps,
-        pad_features_to=pad_features_to,
-        max_completion_length=None,
-    )
-    policy = WhisperPolicy(model, processor, options)
-    if device is not None:
-        model.to(device)
-    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
-    return policy.transcribe(model, waveforms, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
 __all__ = [

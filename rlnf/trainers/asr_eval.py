@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..data.loading import check_columns
-from ..policies.base import PolicyOptions, policy_for
+from ..policies.base import transcribe
 
 
 def error_rates(
@@ -62,30 +62,6 @@ def evaluate_asr(
     hypotheses = transcribe(model, processor, [r[audio_column] for r in rows], **transcribe_kwargs)
     rates = error_rates([r[reference_column] for r in rows], hypotheses, normalizer)
     return {**rates, "num_samples": len(rows), "hypotheses": hypotheses}
-
-
-def transcribe(
-    model: Any,
-    processor: Any,
-    audios: Sequence[Any],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-    sampling_rate: int | None = None,
-    device: Any = None,
-    **options: Any,
-) -> list[str]:
-    """Greedy transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads) by any policy family
-    (`rlnf.policies.base.policy_for`); ``options`` are `PolicyOptions` fields (``language``, ``task``,
-    ``predict_timestamps``, ``pad_features_to``)."""
-    from rlnf.audio import load_audio
-
-    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
-    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=None, **options))
-    if device is not None:
-        model.to(device)
-    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
-    return policy.transcribe(model, waveforms, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
 __all__ = ["error_rates", "evaluate_asr", "transcribe"]
