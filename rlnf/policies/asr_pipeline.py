@@ -133,7 +133,30 @@ def prepare_for_asr_pipeline(
     return model, processor
 
 
+def convert_folder(folder: str, *, language: str | None = None, task: str | None = "transcribe") -> bool:
+    """Rewrite a saved Whisper policy in ``folder`` to be pipeline-ready (a maintainer command for policies saved
+    before rlnf did it when saving). Returns False when it already was."""
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder)
+    if pipeline_ready(processor.tokenizer) and getattr(model.generation_config, "task", None) == task:
+        return False
+    model, processor = prepare_for_asr_pipeline(model, processor, language=language, task=task)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return True
+
+
+if __name__ == "__main__":  # python -m rlnf.policies.asr_pipeline FOLDER [FOLDER ...]
+    import sys
+
+    for path in sys.argv[1:]:
+        print(f"{path}: {'converted' if convert_folder(path) else 'already pipeline-ready'}")
+
+
 __all__ = [
+    "convert_folder",
     "move_special_tokens_last",
     "pipeline_ready",
     "prepare_for_asr_pipeline",
