@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -579,3 +580,38 @@ def test_two_steps_with_the_reward_model_and_wer(built, tmp_path):
     assert all(0.0 <= h["rewards/wer/mean"] <= 1.0 for h in logs)
     metrics = trainer.evaluate()
     assert 0.0 <= metrics["eval_cer"] and metrics["eval_wer"] >= 0.0
+
+
+def test_two_processes_train_like_one(built, tmp_path):
+    """1 process x 8 completions per step == 2 CPU processes x 4 (gloo), with the sampling noise keyed by global
+    row (``tests/distributed_scripts/grpo_ctc_tiny.py``): same completions, per-step losses and metrics, weights.
+    Tolerances as in ``test_distributed_equivalence.py`` (float32 sums in another order: a few ulps), except the
+    weights: abs 5e-5 = 5 % of one AdamW step (lr 1e-3), because Adam's g / sqrt(v) turns ulp differences of a
+    near-zero gradient into up to 1.5e-5 here (measured: 1 element of ~60k). A gradient not averaged over ranks
+    moves weights by ~1e-3 and its scale would show in grad_norm (rel 1e-5)."""
+    from safetensors.torch import load_file
+    from test_distributed_equivalence import assert_logs_match, launch, read_grpo_run
+
+    script = Path(__file__).resolve().parent / "distributed_scripts" / "grpo_ctc_tiny.py"
+    model, processor = built["wav2vec2"]
+    policy = tmp_path / "policy"
+    model.save_pretrained(policy)
+    processor.save_pretrained(policy)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    launch(script, str(policy), str(one), str(G * CLIPS_PER_STEP), processes=1)
+    launch(script, str(policy), str(two), str(G * CLIPS_PER_STEP // 2), processes=2)
+    (log_one,), samples_one, (state_one,) = read_grpo_run(one, 1)
+    (log_two, log_two_rank1), samples_two, (state_two, state_two_rank1) = read_grpo_run(two, 2)
+    assert len(samples_one) == 2 * G * CLIPS_PER_STEP and samples_one == samples_two
+    steps = [entry for entry in log_one if "loss" in entry]
+    assert len(steps) == 2 and all(entry["reward_std"] > 0.01 for entry in steps) and steps[1]["kl"] > 0
+    assert_logs_match(log_one, log_two, rtol=1e-5, atol=1e-6)
+    assert_logs_match(log_two, log_two_rank1, rtol=1e-5, atol=1e-6)
+    initial = load_file(policy / "model.safetensors")
+    moved = max((state_one[k] - initial[k]).abs().max().item() for k in initial if k in state_one)
+    assert moved > 1e-3
+    for key in state_one:
+        assert torch.equal(state_two[key], state_two_rank1[key]), key
+        torch.testing.assert_close(state_two[key], state_one[key], rtol=0, atol=5e-5, msg=key)
