@@ -745,7 +745,9 @@ class RowSpy:
         return [1.0] * len(completions)
 
 
-def test_skipped_clip_is_neither_sampled_nor_rewarded(tmp_path, policy, wav_dataset):
+@pytest.mark.parametrize("freeze_encoder", [False, True], ids=["encoder", "frozen-encoder"])
+def test_skipped_clip_is_neither_sampled_nor_rewarded(tmp_path, policy, wav_dataset, freeze_encoder):
+    """With a frozen encoder the sampled clip's states are also reused by the later passes."""
     model, processor = policy
     paths = list(wav_dataset["audio"])
     paths[0] = str(tmp_path / "missing.wav")
@@ -754,7 +756,9 @@ def test_skipped_clip_is_neither_sampled_nor_rewarded(tmp_path, policy, wav_data
     trainer = ASRGRPOTrainer(
         model,
         spy,
-        args=make_args(tmp_path, shuffle_dataset=False, max_steps=1, skip_undecodable_audio=True),
+        args=make_args(
+            tmp_path, shuffle_dataset=False, max_steps=1, skip_undecodable_audio=True, freeze_encoder=freeze_encoder
+        ),
         train_dataset=broken,
         processing_class=processor,
     )
@@ -763,6 +767,7 @@ def test_skipped_clip_is_neither_sampled_nor_rewarded(tmp_path, policy, wav_data
         warnings.simplefilter("ignore")
         trainer.train()
     assert calls[0] == 1  # generation: only the decodable clip of the two
+    assert len(calls) == (1 if freeze_encoder else 2)  # frozen: generation's states serve the loss pass
     assert spy.calls == 1 and len(spy.audio_lengths) == G  # the reward saw only that clip's G rows
     assert min(spy.audio_lengths) > 16000 // 10  # never the placeholder
     assert trainer.state.global_step == 1
