@@ -36,6 +36,7 @@ from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
     load_train_eval,
+    log_into_output_dir,
     resume_argument,
     run_before,
     warn_reference_free,
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor, peft_config=get_peft_config(model_args),
     )  # fmt: skip
     main_process = trainer.is_world_process_zero()
+    log_into_output_dir(trainer)
     before = run_before(args.output_dir, trainer.evaluate, resuming=bool(resume), main=main_process)
     trainer.train(resume_from_checkpoint=resume)
     after = trainer.evaluate()

@@ -124,6 +124,17 @@ def run_before(output_dir: str | os.PathLike, evaluate: Callable[[], dict], *, r
     return before
 
 
+def log_into_output_dir(trainer: Any) -> None:
+    """Point TensorBoard at ``output_dir/runs/`` before the first evaluation: transformers' callback picks its folder
+    when training begins, so the recipes' evaluation before training would otherwise open a writer in the
+    current directory, which then receives the whole run's training curves."""
+    from transformers.integrations.integration_utils import TensorBoardCallback, default_logdir
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = os.path.join(trainer.args.output_dir, default_logdir())
+
+
 def warn_reference_free(reward_funcs: Sequence[Any], reference_column: str | None) -> list[str]:
     """Warn once when reference-based rewards (wer, cer) are asked for without references: they score None (no
     reward) on every completion, so only the other rewards train the policy; with no other reward there is
@@ -148,6 +159,7 @@ __all__ = [
     "ASRModelConfig",
     "ASRScriptArguments",
     "load_train_eval",
+    "log_into_output_dir",
     "resume_argument",
     "run_before",
     "warn_reference_free",

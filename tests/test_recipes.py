@@ -156,6 +156,34 @@ def test_grpo_reference_free_wer_warns_and_wer_only_is_refused(assets, tmp_path:
         grpo_recipe.main([*flags, "--reward_funcs", "wer"])
 
 
+def test_grpo_logs_to_tensorboard_and_writes_the_completions_table(assets, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "logged"
+    flags = grpo_flags(assets, out, "--report_to", "tensorboard", "--log_completions", "true", "--max_steps", "2")
+    grpo_recipe.main(flags)
+    events = sorted(out.glob("runs/*/events.out.tfevents.*"))  # the before-training evaluation opens one too
+    assert events, sorted(p.relative_to(out) for p in out.rglob("*"))
+    readers = [EventAccumulator(str(path)).Reload() for path in events]
+    tags = set().union(*(set(r.Tags()["scalars"]) for r in readers))
+    assert {"train/reward", "train/rewards/wer/mean", "train/rewards/reward_model/mean", "train/kl", "eval/wer"} <= tags
+    logged = [e.value for r in readers if "train/reward" in r.Tags()["scalars"] for e in r.Scalars("train/reward")]
+    assert len(logged) == 2  # logging_steps 1, two steps
+    weights = {"reward_model": 0.25, "wer": 1.0}  # the demo YAML's
+    tables = [pd.read_parquet(p) for p in sorted(out.glob("completions/completions_*.parquet"))]
+    tables = [t for t in tables if len(t)]  # the before-training evaluation logs an empty one
+    assert len(tables) == 2
+    references = set(TEXTS)
+    for table, reward in zip(tables, logged):
+        assert list(table.columns) == ["step", "prompt", "completion", "reward_model", "wer", "reference", "advantage"]
+        assert len(table) == 4 and set(table["reference"]) <= references  # one clip x 4 transcripts per step
+        total = sum(weights[name] * table[name] for name in weights)
+        assert total.mean() == pytest.approx(reward, rel=1e-5)  # the logged reward is the table's weighted sum
+        assert table["advantage"].sum() == pytest.approx(0.0, abs=1e-3)  # group-normalised within the clip
+
+
 # ----------------------------------------------------------------------------------------------- SFT
 def test_sft_on_own_csv_pipeline_ready_with_card(assets, tmp_path: Path) -> None:
     from transformers import pipeline
