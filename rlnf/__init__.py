@@ -33,6 +33,8 @@ _LAZY = {
     "get_reward_funcs": "rlnf.rewards.registry",
     "ASRGRPOConfig": "rlnf.trainers",
     "ASRGRPOTrainer": "rlnf.trainers",
+    "ASRPPOConfig": "rlnf.trainers",
+    "ASRPPOTrainer": "rlnf.trainers",
     "ASRRLOOConfig": "rlnf.trainers",
     "ASRRLOOTrainer": "rlnf.trainers",
     "load_audio": "rlnf.audio",
@@ -48,6 +50,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ASRGRPOConfig",
     "ASRGRPOTrainer",
+    "ASRPPOConfig",
+    "ASRPPOTrainer",
     "ASRRLOOConfig",
     "ASRRLOOTrainer",
     "AudioTextReward",

@@ -218,3 +218,226 @@ def test_pooled_states_and_audio_critic(tiny_whisper):
     torch.testing.assert_close(values, critic.head(encoded.mean(1)), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="value_model must be one of"):
         build_value_model("critic", model)
+
+
+# --------------------------------------------------------------------------------------------------
+# ASRPPOTrainer
+# --------------------------------------------------------------------------------------------------
+
+CLIPS = 2  # clips per rollout batch (num_generations = 1)
+
+
+def overlap(completions, text, **kwargs):
+    """Character overlap with the reference: varies even for a random policy."""
+    return [len(set(hyp) & set(ref)) / len(set(ref)) for hyp, ref in zip(completions, text, strict=True)]
+
+
+def make_ppo_args(tmp_path, **overrides):
+    from rlnf.trainers import ASRPPOConfig
+
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=CLIPS,
+        per_device_eval_batch_size=2,
+        num_mini_batches=1,
+        num_ppo_epochs=1,
+        max_completion_length=6,
+        max_steps=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        eval_normalizer="none",
+        use_cpu=True,
+    )
+    values.update(overrides)
+    return ASRPPOConfig(**values)
+
+
+def encoder_calls(encoder) -> list[int]:
+    sizes: list[int] = []
+    encoder.register_forward_hook(lambda _m, _a, out: sizes.append(out.last_hidden_state.shape[0]))
+    return sizes
+
+
+def params(module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def moved(before, module, prefix="") -> set[str]:
+    return {n for n, p in module.named_parameters() if n.startswith(prefix) and not torch.equal(before[n], p)}
+
+
+@pytest.mark.parametrize("value_model", ["separate", "shared", "audio"])
+def test_one_ppo_update_changes_policy_and_critic(tmp_path, tiny_whisper, audio_dataset, value_model):
+    from rlnf.trainers import ASRPPOTrainer
+
+    model, processor = copy.deepcopy(tiny_whisper[0]), tiny_whisper[1]
+    trainer = ASRPPOTrainer(
+        model,
+        [overlap, "wer"],
+        args=make_ppo_args(tmp_path, value_model=value_model, reward_weights=[1.0, 0.5]),
+        train_dataset=audio_dataset,
+        eval_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    policy_calls = encoder_calls(trainer.model.get_encoder())
+    reference_calls = encoder_calls(trainer.ref_model.get_encoder())
+    policy_before, critic_before = params(trainer.model), params(trainer.value_model)
+    reference_before = params(trainer.ref_model)
+    trainer.train()
+
+    # Rollout: sampling + old-policy pass, then the loss pass: each encodes the 2 clips once; one reference pass.
+    assert policy_calls == [CLIPS] * 3 and reference_calls == [CLIPS]
+    assert moved(policy_before, trainer.model, "model.decoder.")
+    assert moved(policy_before, trainer.model, "model.encoder.")
+    critic_moved = moved(critic_before, trainer.value_model)
+    assert any("summary" in n for n in critic_moved)  # the value head learns
+    if value_model == "separate":
+        assert any(n.startswith("trunk.decoder.") for n in critic_moved)
+    if value_model == "audio":
+        assert any(n.startswith("encoder.") for n in critic_moved)
+    assert not moved(reference_before, trainer.ref_model)
+    logs = trainer.state.log_history[0]
+    for key in (
+        "objective/kl",
+        "objective/entropy",
+        "policy/clipfrac",
+        "val/clipfrac",
+        "loss/value",
+        "val/explained_variance",
+        "rewards/overlap/mean",
+        "rewards/wer/mean",
+    ):
+        assert key in logs, key
+    assert logs["objective/kl"] == pytest.approx(0.0, abs=1e-6)  # first rollout: the policy is the reference
+    metrics = trainer.evaluate()
+    assert "eval_wer" in metrics and "eval_cer" in metrics
+
+
+def test_rollout_advantages_are_whitened_gae_of_the_rewards(tmp_path, tiny_whisper, audio_dataset):
+    """The trainer's rollout batch, recomputed from its parts with independent loops."""
+    from rlnf.trainers import ASRPPOTrainer
+
+    model, processor = copy.deepcopy(tiny_whisper[0]), tiny_whisper[1]
+    args = make_ppo_args(tmp_path, gamma=0.9, lam=0.8, kl_coef=0.3, per_device_train_batch_size=4)
+    trainer = ASRPPOTrainer(model, overlap, args=args, train_dataset=audio_dataset, processing_class=processor)
+    trainer.model.train()
+    rows = [audio_dataset[i] for i in range(4)]
+    # Move the policy away from the reference so the KL term is not zero.
+    with torch.no_grad():
+        for p in trainer.model.model.decoder.layers.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = trainer._rollout(rows)
+    mask = batch["completion_mask"].float()
+    texts = processor.tokenizer.batch_decode(
+        [ids[m.bool()].tolist() for ids, m in zip(batch["completion_ids"], mask, strict=True)], skip_special_tokens=True
+    )
+    scores = overlap(texts, [r["text"] for r in rows])
+    clips = ClipBatch.from_row_views(batch["audio_clips"], torch.device("cpu"))
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    with torch.no_grad():
+        features = clips.features[clips.clip_of_row]
+        ref_logits = trainer.ref_model(input_features=features, decoder_input_ids=ids).logits
+    width = mask.shape[1]
+    ref = torch.log_softmax(ref_logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, -width:]
+    advantages = torch.zeros_like(mask)
+    for r in range(mask.shape[0]):
+        n = int(mask[r].sum())
+        kl = batch["old_logps"][r, :n] - ref[r, :n]
+        rewards = [-0.3 * float(k) for k in kl]
+        rewards[-1] += scores[r]
+        values = batch["old_values"][r, :n].tolist() + [0.0]
+        last = 0.0
+        for t in reversed(range(n)):
+            last = rewards[t] + 0.9 * values[t + 1] - values[t] + 0.9 * 0.8 * last
+            advantages[r, t] = last
+    flat = advantages[mask.bool()]
+    expected = (advantages - flat.mean()) / flat.std() * mask
+    torch.testing.assert_close(batch["advantages"], expected, atol=1e-4, rtol=1e-4)
+    assert trainer.state.global_step == 0
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, tiny_whisper, audio_dataset):
+    from rlnf.trainers import ASRPPOTrainer
+    from rlnf.trainers.ppo_trainer import PPO_STATE, VALUE_WEIGHTS
+
+    model, processor = tiny_whisper
+    common = dict(max_steps=4, num_ppo_epochs=2, adaptive_kl=True, kl_coef=0.1, kl_target=0.01, kl_horizon=10)
+    straight = ASRPPOTrainer(
+        copy.deepcopy(model),
+        overlap,
+        args=make_ppo_args(tmp_path / "a", save_strategy="steps", save_steps=2, **common),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    straight.train()
+    checkpoint = tmp_path / "a" / "out" / "checkpoint-2"
+    assert (checkpoint / VALUE_WEIGHTS).is_file() and (checkpoint / PPO_STATE).is_file()
+    assert straight.kl_ctl.value != 0.1  # the adaptive coefficient moved (and is checkpointed)
+
+    resumed = ASRPPOTrainer(
+        copy.deepcopy(model),
+        overlap,
+        args=make_ppo_args(tmp_path / "b", **common),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    for (name, a), (_, b) in zip(
+        straight.value_model.named_parameters(), resumed.value_model.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=f"critic {name}")
+    assert resumed.kl_ctl.value == pytest.approx(straight.kl_ctl.value)
+
+    other = ASRPPOTrainer(
+        copy.deepcopy(model),
+        overlap,
+        args=make_ppo_args(tmp_path / "c", value_model="audio"),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    with pytest.raises(ValueError, match="holds a 'separate' critic but value_model='audio'"):
+        other.load_value_model(str(checkpoint))
+    with pytest.raises(FileNotFoundError, match="has no value_model.safetensors"):
+        other.load_value_model(str(tmp_path))
+
+
+def test_ppo_config_and_input_errors(tmp_path, tiny_whisper, audio_dataset):
+    from rlnf.trainers import ASRPPOConfig, ASRPPOTrainer
+
+    for overrides, message in [
+        ({"value_model": "critic"}, "value_model must be 'separate', 'shared' or 'audio', got 'critic'"),
+        ({"kl_estimator": "k2"}, "kl_estimator must be 'k1' or 'k3', got 'k2'"),
+        ({"eval_sampled_rewards": True}, "eval_sampled_rewards=True is not supported"),
+        ({"num_generations": 3}, r"per_device_train_batch_size \(2\) must be a multiple of num_generations \(3\)"),
+        ({"num_mini_batches": 3, "gradient_accumulation_steps": 2}, "must be a multiple of gradient_accumulation"),
+        ({"gamma": 1.5}, r"gamma and lam must lie in \[0, 1\]"),
+        ({"per_device_train_batch_size": 1}, "at least 2 completions"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            make_ppo_args(tmp_path, **overrides)
+    model, processor = tiny_whisper
+    with pytest.raises(TypeError, match="args must be an ASRPPOConfig"):
+        ASRPPOTrainer(model, overlap, args=object(), train_dataset=audio_dataset, processing_class=processor)
+    with pytest.raises(TypeError, match="wrap an audio\\+text model in rlnf.AudioTextReward"):
+        ASRPPOTrainer(
+            copy.deepcopy(model),
+            [torch.nn.Linear(2, 1)],
+            args=make_ppo_args(tmp_path),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
+    with pytest.raises(ValueError, match="1 reward_weights for 2 reward functions"):
+        ASRPPOTrainer(
+            copy.deepcopy(model),
+            [overlap, "wer"],
+            args=make_ppo_args(tmp_path, reward_weights=[1.0]),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )
+    assert ASRPPOConfig(output_dir=str(tmp_path), use_cpu=True).num_generations == 1

@@ -3,6 +3,8 @@
 from .asr_eval import error_rates, evaluate_asr
 from .grpo_config import ASRGRPOConfig
 from .grpo_trainer import ASRGRPOTrainer
+from .ppo_config import ASRPPOConfig
+from .ppo_trainer import ASRPPOTrainer
 from .rloo_config import ASRRLOOConfig
 from .rloo_trainer import ASRRLOOTrainer
 from .speech import RewardFunctionError, SpeechTrainerMixin, UndecodableAudioError
@@ -11,6 +13,8 @@ from .speech_config import SpeechConfigMixin
 __all__ = [
     "ASRGRPOConfig",
     "ASRGRPOTrainer",
+    "ASRPPOConfig",
+    "ASRPPOTrainer",
     "ASRRLOOConfig",
     "ASRRLOOTrainer",
     "RewardFunctionError",
