@@ -514,6 +514,20 @@ def test_full_fine_tuning_keeps_the_feature_encoder_frozen(name, built, tmp_path
     assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
 
 
+def test_the_feature_encoder_trains_when_asked(built, tmp_path):
+    model, processor = built["wav2vec2"]
+    trainer = ASRGRPOTrainer(
+        model=copy.deepcopy(model),
+        reward_funcs=[length_reward],
+        args=make_args(tmp_path, freeze_feature_encoder=False),
+        train_dataset=dataset(),
+        processing_class=processor,
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert any(n.startswith("wav2vec2.feature_extractor.conv_layers.0.") for n in changed(before, trainer.model))
+
+
 def test_lora_trains_only_the_adapter_weights(built, tmp_path):
     from peft import LoraConfig
 

@@ -152,6 +152,7 @@ class PolicyOptions:
     pad_features_to: str = "model"
     max_completion_length: int | None = 128
     freeze_encoder: bool = False
+    freeze_feature_encoder: bool = True  # CTC: keep the conv front end frozen (as CTC fine-tuning does)
     extra: dict[str, Any] = field(default_factory=dict)  # family-specific settings, by name
 
     @classmethod

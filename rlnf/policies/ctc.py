@@ -366,7 +366,7 @@ class CTCPolicy(SpeechPolicy):
             if getattr(self.config, "adapter_attn_dim", None) is not None:  # MMS: adapter-only fine-tuning
                 for param in base._get_adapters().values():
                     param.requires_grad_(True)
-        if getattr(self.options, "freeze_feature_encoder", True):
+        if self.options.freeze_feature_encoder:
             if hasattr(base, "freeze_feature_encoder"):
                 base.freeze_feature_encoder()
             elif hasattr(getattr(base, "encoder", None), "subsampling"):  # Parakeet's conv subsampling

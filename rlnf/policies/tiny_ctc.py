@@ -71,6 +71,8 @@ def tiny_wav2vec2_ctc(
     """
     tokenizer = tokenizer or bambara_ctc_tokenizer()
     settings = {
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
         "hidden_dropout": 0.0,
         "attention_dropout": 0.0,
         "activation_dropout": 0.0,
@@ -89,8 +91,6 @@ def tiny_wav2vec2_ctc(
         conv_dim=tuple(conv_dim),
         conv_kernel=tuple(conv_kernel),
         conv_stride=tuple(conv_stride),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
         feat_extract_norm=feat_extract_norm,
         do_stable_layer_norm=feat_extract_norm == "layer",
         adapter_attn_dim=adapter_attn_dim,

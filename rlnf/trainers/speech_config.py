@@ -26,6 +26,7 @@ class SpeechConfigMixin:
         language / task / predict_timestamps: the decoder prefix (no language token by default).
         pad_features_to (`str`, defaults to `"model"`): feature window, see the field's help.
         freeze_encoder (`bool`, defaults to `False`): train the decoder (head) only.
+        freeze_feature_encoder (`bool`, defaults to `True`): CTC policies: keep the conv feature encoder frozen.
         skip_undecodable_audio (`bool`, defaults to `False`): skip clips that fail to decode instead of raising.
         eval_normalizer / eval_max_new_tokens / eval_sampled_rewards: greedy WER/CER evaluation.
     """
@@ -103,6 +104,14 @@ class SpeechConfigMixin:
         metadata={
             "help": "Freeze the audio encoder and train the decoder only (as GRPO-for-ASR papers did). The "
             "encoder then runs once per clip per generation batch, shared by every pass."
+        },
+    )
+    freeze_feature_encoder: bool = field(
+        default=True,
+        metadata={
+            "help": "CTC policies (wav2vec2, HuBERT, WavLM, MMS, Parakeet): keep the convolutional feature encoder "
+            "(front end) frozen, as CTC fine-tuning does. For CTC policies freeze_encoder=True trains the CTC head "
+            "(and MMS attention adapters) only. Whisper ignores this field."
         },
     )
 

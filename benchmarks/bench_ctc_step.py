@@ -1,0 +1,209 @@
+"""One GRPO step of a wav2vec2-base-shaped CTC policy at G = 8 vs G = 1 samples per clip (issue 12's figure).
+
+A CTC policy samples G transcripts per clip from ONE forward (G frame paths drawn from the same per-frame
+distributions) and scores all G with one forward per clip plus a CTC loss over G targets, so a step at G = 8
+should cost little more than at G = 1 (goal: <= 1.3x). Each setting runs in its own subprocess (fair peak-memory
+numbers) on the same random policy, 10 s clips, seed and rewards (``wer`` plus the reward model, published shape,
+random weights).
+
+TRL refuses num_generations < 2 (GRPO needs a group to normalise). The G = 1 run is built with G = 2 and set to
+1 before the trainer is created, with ``scale_rewards="none"`` in both runs (a group of one has no std): its
+advantages are 0, but every pass (sampling, rewards, reference and policy log-probs, backward, optimizer) runs
+as at G = 8. That is the cost the figure compares.
+
+    python benchmarks/bench_ctc_step.py                       # 2 clips/step, 10 s, G = 8 vs 1
+    python benchmarks/bench_ctc_step.py --steps 2 --threads 2
+
+Prints one JSON line: seconds per step of both settings, their ratio, peak RSS (and CUDA peak) of each, model
+forwards per step and their batch sizes, and the mean transcript length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+}.items():
+    os.environ.setdefault(_name, _value)  # fmt: skip
+
+TEXTS = [
+    "i ni ce", "i ni sɔgɔma", "a bɛ so kɔnɔ", "ne tɔgɔ ye fanta ye", "an bɛ taa sugu la", "muso ni cɛ bɛ baara la",
+    "ɲɔ ni malo sɔngɔ ka gɛlɛn", "sanji bɛ na bi", "tile ka kalan kosɛbɛ", "den fila bɛ yen", "i ka kɛnɛ wa",
+]  # fmt: skip
+WAV2VEC2_BASE = {  # facebook/wav2vec2-base's architecture (group-norm feature encoder, no attention mask)
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "conv_dim": (512,) * 7, "conv_kernel": (10, 3, 3, 3, 3, 2, 2), "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+    "feat_extract_norm": "group", "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+}  # fmt: skip
+
+
+def run_one(generations: int, opts: argparse.Namespace) -> dict:
+    """Build policy, rewards and trainer for one G; run warm-up + timed steps; report timings and memory."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from rlnf.policies.tiny_ctc import tiny_wav2vec2_ctc
+    from rlnf.reward_model import RewardConfig, RewardModel, train_tokenizer
+    from rlnf.rewards.audio_text_reward import AudioTextReward
+    from rlnf.rewards.registry import REWARD_FUNCS
+    from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.starts, self.durations = [], []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.starts.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.durations.append(time.perf_counter() - self.starts[-1])
+
+    policy, processor = tiny_wav2vec2_ctc(**WAV2VEC2_BASE, blank_bias=opts.blank_bias, seed=0)
+
+    with tempfile.TemporaryDirectory() as folder:
+        reward_processor = train_tokenizer(TEXTS * 8, folder, vocab_size=128)
+    torch.manual_seed(0)
+    reward_model = RewardModel(RewardConfig(vocab_size=len(reward_processor.tokenizer))).eval()
+    rewards = [AudioTextReward(reward_model, reward_processor, device=device), REWARD_FUNCS["wer"]()]
+
+    rng = np.random.default_rng(0)
+    steps = opts.warmup + opts.steps
+    rows = []
+    for i in range(opts.clips * steps):
+        t = np.arange(int(opts.seconds * 16000)) / 16000
+        audio = 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(t.shape)
+        rows.append({"audio": {"array": audio.astype(np.float32), "sampling_rate": 16000}, "text": TEXTS[i % 11]})
+    dataset = Dataset.from_list(rows)
+
+    args = ASRGRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix=f"bench-ctc-g{generations}-"),
+        per_device_train_batch_size=max(generations, 2) * opts.clips,
+        num_generations=max(generations, 2),
+        max_steps=steps,
+        beta=opts.beta,
+        scale_rewards="none",
+        loss_type="grpo",
+        importance_sampling_level="sequence",
+        learning_rate=1e-5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        shuffle_dataset=False,
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+    )
+    if generations == 1:  # see the module docstring
+        args.num_generations = 1
+        args.per_device_train_batch_size = opts.clips
+        args.generation_batch_size = opts.clips
+    timer = StepTimer()
+    trainer = ASRGRPOTrainer(
+        policy, rewards, args=args, train_dataset=dataset, processing_class=processor, callbacks=[timer]
+    )
+    forwards: list[int] = []
+    trainer.model.wav2vec2.register_forward_hook(lambda _m, _a, out: forwards.append(out.last_hidden_state.shape[0]))
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    measured = timer.durations[opts.warmup :]
+    result = {
+        "generations": generations,
+        "seconds_per_step": statistics.median(measured),
+        "step_seconds": measured,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "policy_forwards_per_step": len(forwards) / steps,
+        "policy_forward_batch_sizes": sorted(set(forwards)),
+        "completion_mean_length": statistics.mean(
+            h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
+        ),
+        "device": device,
+    }
+    if device == "cuda":
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        result["gpu"] = torch.cuda.get_device_name()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=2, help="unique clips per step")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--generations", type=int, default=8, help="G of the grouped run (compared with G = 1)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps")
+    parser.add_argument("--beta", type=float, default=0.04, help="KL weight (0.04 adds the reference pass)")
+    parser.add_argument("--blank-bias", type=float, default=5.0, help="added to the blank logit (~1 label per 5 frames)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+
+    if opts.child is not None:  # child process: one setting, result as the last stdout line
+        print(json.dumps(run_one(opts.child, opts)), flush=True)
+        return
+
+    results = {}
+    for generations in (opts.generations, 1):
+        child = [sys.executable, str(Path(__file__).resolve()), "--child", str(generations), *sys.argv[1:]]
+        done = subprocess.run(child, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-4000:])
+            raise SystemExit(f"G={generations} run failed with exit code {done.returncode}")
+        results[generations] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    grouped, single = results[opts.generations], results[1]
+    print(json.dumps({
+        "benchmark": "ctc_grpo_step_G_vs_1",
+        "policy": "wav2vec2-base-shaped Wav2Vec2ForCTC (768 x 12 layers, 7-layer conv front end, random weights, "
+                  f"Bambara char vocab 36), {opts.seconds:g} s clips",
+        "clips_per_step": opts.clips,
+        "num_generations": opts.generations,
+        "beta": opts.beta,
+        "device": grouped["device"],
+        "gpu": grouped.get("gpu"),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": opts.threads or "default",
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "seconds_per_step": {f"G={opts.generations}": round(grouped["seconds_per_step"], 3),
+                             "G=1": round(single["seconds_per_step"], 3)},
+        "ratio": round(grouped["seconds_per_step"] / single["seconds_per_step"], 3),
+        "goal_ratio_at_most": 1.3,
+        "peak_rss_mib": {f"G={opts.generations}": round(grouped["peak_rss_mib"]), "G=1": round(single["peak_rss_mib"])},
+        "cuda_peak_mib": {k: round(v["cuda_peak_mib"]) for k, v in ((f"G={opts.generations}", grouped),
+                                                                      ("G=1", single)) if "cuda_peak_mib" in v},
+        "policy_forwards_per_step": {f"G={opts.generations}": grouped["policy_forwards_per_step"],
+                                     "G=1": single["policy_forwards_per_step"]},
+        "policy_forward_batch_sizes": {f"G={opts.generations}": grouped["policy_forward_batch_sizes"],
+                                       "G=1": single["policy_forward_batch_sizes"]},
+        "completion_mean_length": {f"G={opts.generations}": round(grouped["completion_mean_length"], 1),
+                                   "G=1": round(single["completion_mean_length"], 1)},
+        "step_seconds": {f"G={opts.generations}": grouped["step_seconds"], "G=1": single["step_seconds"]},
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
