@@ -9,6 +9,7 @@ prefix from its output and re-runs the encoder for every returned sequence).
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections.abc import Sequence
@@ -321,6 +322,7 @@ class WhisperPolicy(SpeechPolicy):
             begin_suppress_tokens=self.begin_suppress_tokens or None,
             disable_compile=True,
         )
+        self._greedy_configs: dict[int, GenerationConfig] = {}
         self.sampling_config: GenerationConfig | None = None
 
     # ---- family selection ----------------------------------------------------------------------
@@ -490,6 +492,16 @@ class WhisperPolicy(SpeechPolicy):
 
     # ---- greedy decoding -------------------------------------------------------------------------
 
+    def _greedy_config(self, max_new_tokens: int | None) -> GenerationConfig:
+        """The greedy config for a token budget: built once per budget (the default one in ``__init__``)."""
+        if max_new_tokens is None or self._max_length(max_new_tokens) == self.greedy_config.max_length:
+            return self.greedy_config
+        if max_new_tokens not in self._greedy_configs:
+            config = copy.deepcopy(self.greedy_config)
+            config.max_length = self._max_length(max_new_tokens)
+            self._greedy_configs[max_new_tokens] = config
+        return self._greedy_configs[max_new_tokens]
+
     def transcribe(
         self,
         model: nn.Module,
@@ -498,7 +510,7 @@ class WhisperPolicy(SpeechPolicy):
         batch_size: int = 8,
         max_new_tokens: int | None = None,
     ) -> list[str]:
-        overrides = {} if max_new_tokens is None else {"max_length": self._max_length(max_new_tokens)}
+        config = self._greedy_config(max_new_tokens)
         device = next(model.parameters()).device
         dtype = self.input_dtype(model)
         was_training = model.training
@@ -511,9 +523,7 @@ class WhisperPolicy(SpeechPolicy):
                     torch.arange(len(waveforms[start : start + batch_size]), device=device),
                 )
                 with torch.no_grad():
-                    sequences = generate_from_encoder(
-                        model, self.encode(model, chunk), self.prompt_ids, self.greedy_config, **overrides
-                    )
+                    sequences = generate_from_encoder(model, self.encode(model, chunk), self.prompt_ids, config)
                 ids = completion_ids(sequences, len(self.prompt_ids), self.eos_token_ids)
                 texts.extend(self.tokenizer.batch_decode(ids, skip_special_tokens=True))
         finally:
