@@ -441,3 +441,33 @@ def test_ppo_config_and_input_errors(tmp_path, tiny_whisper, audio_dataset):
             processing_class=processor,
         )
     assert ASRPPOConfig(output_dir=str(tmp_path), use_cpu=True).num_generations == 1
+
+
+def test_losses_split_over_processes_average_to_the_one_process_mean():
+    """Two ranks dividing their sums by (global count / 2): the mean of their losses is the full-batch loss."""
+    g = torch.Generator().manual_seed(0)
+    logp, old, adv = (torch.randn(4, 5, generator=g) for _ in range(3))
+    values, old_values, returns = (torch.randn(4, 5, generator=g) for _ in range(3))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
+    full = (
+        clipped_policy_loss(logp, old, adv, mask, 0.2)[0],
+        clipped_value_loss(values, old_values, returns, mask, 0.2)[0],
+    )
+    norm = mask.sum() / 2
+    halves = [
+        (
+            clipped_policy_loss(logp[s], old[s], adv[s], mask[s], 0.2, norm)[0],
+            clipped_value_loss(values[s], old_values[s], returns[s], mask[s], 0.2, norm)[0],
+        )
+        for s in (slice(0, 2), slice(2, 4))
+    ]
+    torch.testing.assert_close((halves[0][0] + halves[1][0]) / 2, full[0])
+    torch.testing.assert_close((halves[0][1] + halves[1][1]) / 2, full[1])
+    assert not torch.allclose(
+        (
+            clipped_policy_loss(logp[:2], old[:2], adv[:2], mask[:2], 0.2)[0]
+            + clipped_policy_loss(logp[2:], old[2:], adv[2:], mask[2:], 0.2)[0]
+        )
+        / 2,
+        full[0],
+    )

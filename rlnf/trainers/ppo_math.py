@@ -171,12 +171,21 @@ def sequence_advantages(scores: torch.Tensor, values: torch.Tensor) -> tuple[tor
 # ----------------------------------------------------------------------------------------------------
 
 
+def _mean(x: torch.Tensor, mask: torch.Tensor, normalizer: float | torch.Tensor | None) -> torch.Tensor:
+    """Masked mean, or the masked sum over ``normalizer`` (a mini-batch split over processes: the global count
+    of masked positions divided by the number of processes, so DDP's gradient average is the global mean)."""
+    if normalizer is None:
+        return masked_mean(x, mask)
+    return (x * mask.to(x.dtype)).sum() / normalizer
+
+
 def clipped_policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     cliprange: float,
+    normalizer: float | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, clipfrac, approx_kl)`` of PPO's clipped surrogate, averaged over masked tokens.
 
@@ -187,9 +196,9 @@ def clipped_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
-    approx_kl = 0.5 * masked_mean(log_ratio.detach() ** 2, mask)
+    loss = _mean(torch.max(unclipped, clipped), mask, normalizer)
+    clipfrac = _mean((clipped > unclipped).to(logprobs.dtype), mask, normalizer)
+    approx_kl = 0.5 * _mean(log_ratio.detach() ** 2, mask, normalizer)
     return loss, clipfrac.detach(), approx_kl
 
 
@@ -199,13 +208,14 @@ def clipped_value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor,
     cliprange_value: float,
+    normalizer: float | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, clipfrac)``: ``0.5 * mean(max((V - R)^2, (clip(V, V_old +- eps) - R)^2))`` over masked positions."""
     clipped_values = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
     unclipped = (values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped > unclipped).to(values.dtype), mask)
+    loss = 0.5 * _mean(torch.max(unclipped, clipped), mask, normalizer)
+    clipfrac = _mean((clipped > unclipped).to(values.dtype), mask, normalizer)
     return loss, clipfrac.detach()
 
 

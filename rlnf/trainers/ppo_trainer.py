@@ -435,12 +435,19 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
         width = inputs["completion_ids"].size(1)
         with self._clips_from(inputs):
             logps, _, values = self._policy_pass(model, ids, mask, width, False, True)
-        loss_mask = inputs["completion_mask"]
+        loss_mask, value_mask = inputs["completion_mask"], inputs["value_mask"]
+        # Means over the mini-batch of ALL processes: each rank divides its sum by (global count / processes), so
+        # DDP's gradient average is the one-process mean (per-rank means would weight ranks' tokens unequally).
+        world = self.accelerator.num_processes
+        counts = torch.stack([loss_mask.sum(), value_mask.sum()]).float()
+        if world > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        policy_norm, value_norm = (counts.clamp(min=1.0) / world).unbind()
         pg_loss, pg_clipfrac, approx_kl = ppo_math.clipped_policy_loss(
-            logps, inputs["old_logps"], inputs["advantages"], loss_mask, self.args.cliprange
+            logps, inputs["old_logps"], inputs["advantages"], loss_mask, self.args.cliprange, policy_norm
         )
         vf_loss, vf_clipfrac = ppo_math.clipped_value_loss(
-            values.float(), inputs["old_values"], inputs["returns"], inputs["value_mask"], self.args.cliprange_value
+            values.float(), inputs["old_values"], inputs["returns"], value_mask, self.args.cliprange_value, value_norm
         )
         loss = pg_loss + self.args.vf_coef * vf_loss
         metrics = self._metrics["train"]
