@@ -157,7 +157,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps")
     parser.add_argument("--beta", type=float, default=0.04, help="KL weight (0.04 adds the reference pass)")
-    parser.add_argument("--blank-bias", type=float, default=5.0, help="added to the blank logit (~1 label per 5 frames)")
+    parser.add_argument(
+        "--blank-bias", type=float, default=5.0, help="added to the blank logit (~1 label per 5 frames)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()

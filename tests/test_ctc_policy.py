@@ -629,3 +629,31 @@ def test_two_processes_train_like_one(built, tmp_path):
     for key in state_one:
         assert torch.equal(state_two[key], state_two_rank1[key]), key
         torch.testing.assert_close(state_two[key], state_one[key], rtol=0, atol=5e-5, msg=key)
+
+
+# --------------------------------------------------------------------------------------------------
+# Supervised CTC fine-tuning (the warm start)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_sft_collator_targets_round_trip_and_the_model_learns_them(name, built):
+    from rlnf.policies.ctc import CTCCollator, ctc_label_text
+
+    model, processor = built[name]
+    model = copy.deepcopy(model)
+    rows = [{"audio": {"array": w, "sampling_rate": 16000}, "text": t} for w, t in zip(clips(2), ["Ɛ ni ce!", "Aa bɛ"])]
+    collator = CTCCollator(processor, main_input_name=model.main_input_name)
+    batch = collator(rows)
+    assert ctc_label_text(processor.tokenizer, "Ɛ ni ce!") == "ɛ ni ce"  # the rewards' normalisation
+    labels = [[t for t in row if t >= 0] for row in batch["labels"].tolist()]
+    assert decode_labels(processor.tokenizer, labels) == ["ɛ ni ce", "aa bɛ"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses

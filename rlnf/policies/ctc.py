@@ -530,6 +530,69 @@ class CTCPolicy(SpeechPolicy):
         return texts
 
 
+# --------------------------------------------------------------------------------------------------
+# Supervised CTC fine-tuning (the warm start before RL): targets and batches
+# --------------------------------------------------------------------------------------------------
+
+
+def ctc_label_text(tokenizer: Any, text: str, normalizer: Any = "bambara") -> str:
+    """``text`` as CTC targets: the rewards' normalisation (case, punctuation, tone marks), then only characters
+    the tokenizer has (a character it lacks would become ``<unk>``, a label the model can never stop emitting)."""
+    from rlnf.text import get_normalizer
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    normalized = get_normalizer(normalizer)(text)
+    kept = "".join(c for c in normalized if c == " " or tokenizer.convert_tokens_to_ids(c) != unk)
+    return " ".join(kept.split())
+
+
+class CTCCollator:
+    """Batches for supervised CTC fine-tuning with transformers' ``Trainer``: a ``*ForCTC`` model computes its own
+    CTC loss from ``labels`` (padded with -100). Audio is decoded with `rlnf.audio.load_audio`; the model inputs
+    are built as `CTCPolicy` builds them (attention mask only where the checkpoint expects one)."""
+
+    def __init__(
+        self,
+        processor: Any,
+        *,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        normalizer: Any = "bambara",
+        main_input_name: str | None = None,
+    ):
+        self.tokenizer, self.feature_extractor = processor.tokenizer, processor.feature_extractor
+        self.audio_column, self.text_column, self.normalizer = audio_column, text_column, normalizer
+        self.rate = int(self.feature_extractor.sampling_rate)
+        self.main_input = main_input_name or self.feature_extractor.model_input_names[0]
+        self.pass_attention_mask = self.main_input != "input_values" or bool(
+            getattr(self.feature_extractor, "return_attention_mask", True)
+        )
+
+    def labels(self, texts: Sequence[str]) -> torch.Tensor:
+        ids = [
+            self.tokenizer(ctc_label_text(self.tokenizer, t, self.normalizer), add_special_tokens=False).input_ids
+            for t in texts
+        ]
+        width = max(1, max(len(i) for i in ids))
+        return torch.tensor([i + [-100] * (width - len(i)) for i in ids], dtype=torch.long)
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from rlnf.audio import load_audio
+
+        waveforms = [
+            load_audio(row[self.audio_column], self.rate, index=i, target_sampling_rate=self.rate)
+            for i, row in enumerate(rows)
+        ]
+        features = self.feature_extractor(
+            waveforms, sampling_rate=self.rate, padding="longest", return_attention_mask=True, return_tensors="pt"
+        )
+        batch = {self.main_input: features[self.main_input]}
+        if self.pass_attention_mask:
+            batch["attention_mask"] = features["attention_mask"]
+        batch["labels"] = self.labels([row[self.text_column] for row in rows])
+        return batch
+
+
 def transcribe(
     model: Any,
     processor: Any,
@@ -551,10 +614,12 @@ def transcribe(
 
 
 __all__ = [
+    "CTCCollator",
     "CTCPolicy",
     "check_ctc_model",
     "collapse_paths",
     "ctc_head_size",
+    "ctc_label_text",
     "decode_labels",
     "frame_entropy",
     "frame_log_probs",
