@@ -474,3 +474,33 @@ def test_asr_card_metadata_validates_and_keeps_local_paths_out(tmp_path: Path) -
     assert loaded.data.base_model == "openai/whisper-small" and loaded.data.datasets is None  # a local CSV
     assert [(r.metric_type, r.metric_value) for r in loaded.data.eval_results] == [("wer", 0.4), ("cer", 0.2)]
     assert "| before training | 0.500 | 0.250 |" in loaded.text and "| after training | 0.400 | 0.200 |" in loaded.text
+
+
+# ----------------------------------------------------------------------------------------------- GPU check
+def test_gpu_check_skips_cleanly_without_cuda(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script would run the check, not skip")
+    env = {**os.environ, "PYTHON": sys.executable, "RLNF_WHEELS": str(tmp_path / "no-such-folder")}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == [
+        "gpu_check: SKIP: no CUDA device here (torch.cuda.is_available() is False or torch is missing)"
+    ]
+    assert not (tmp_path / "no-such-folder").exists() and "pip" not in done.stdout + done.stderr
+
+
+def test_pins_admit_the_gpu_machine_versions() -> None:
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    pins = {Requirement(r).name: Requirement(r) for r in
+            tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}  # fmt: skip
+    for name, version in {"torch": "2.11.0", "transformers": "5.17.0", "accelerate": "1.15.0"}.items():
+        assert pins[name].specifier.contains(version), f"{name} {version} is refused by {pins[name]}"
