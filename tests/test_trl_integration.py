@@ -45,9 +45,15 @@ def tiny_causal_lm() -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     )
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     return LlamaForCausalLM(config), tokenizer
@@ -71,9 +77,20 @@ def reward_model(tmp_path_factory):
 
 def common_args(tmp_path) -> dict:
     return dict(
-        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, num_generations=4,
-        max_completion_length=8, learning_rate=1e-3, use_cpu=True, bf16=False, report_to="none",
-        logging_steps=1, save_strategy="no", activation_checkpointing=False, beta=0.0, seed=0,
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        activation_checkpointing=False,
+        beta=0.0,
+        seed=0,
         disable_tqdm=True,
     )
 
@@ -88,7 +105,10 @@ def test_stock_trainer_with_rlnf_rewards(trainer_class, config_class, dataset, r
     policy, tokenizer = tiny_causal_lm()
     reward = SpyReward(model, processor)
     trainer = trainer_class(
-        model=policy, processing_class=tokenizer, reward_funcs=[reward, wer], train_dataset=dataset,
+        model=policy,
+        processing_class=tokenizer,
+        reward_funcs=[reward, wer],
+        train_dataset=dataset,
         args=config_class(**common_args(tmp_path)),
     )
     trainer.train()
