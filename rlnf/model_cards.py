@@ -26,6 +26,17 @@ def _hub_id(value: str | None) -> str | None:
     return value
 
 
+_DEMO_NAMES = {
+    "policy": "the rlnf demo policy (rlnf/assets/demo-whisper-sft, a tiny Whisper)",
+    "dataset": "the rlnf Bambara demo corpus (synthetic espeak-ng speech)",
+    "reward_model": "the rlnf demo reward model (rlnf/assets/demo-reward-model)",
+}
+
+
+def _describe(value: str | None, kind: str) -> str | None:
+    return _DEMO_NAMES[kind] if value == "demo" else value
+
+
 def _rate(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3f}"
 
@@ -58,6 +69,8 @@ def asr_model_card(
         return values.get(name, values.get(f"eval_{name}"))
 
     base_id, data_id = _hub_id(base_model), _hub_id(dataset)
+    base_model, dataset = _describe(base_model, "policy"), _describe(dataset, "dataset")
+    reward_model = _describe(reward_model, "reward_model")
     results = [
         EvalResult(
             task_type="automatic-speech-recognition",
