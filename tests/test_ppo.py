@@ -471,3 +471,51 @@ def test_losses_split_over_processes_average_to_the_one_process_mean():
         / 2,
         full[0],
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing a trainer by name, and the demo YAMLs
+# --------------------------------------------------------------------------------------------------
+
+
+def test_trainer_choice_by_name():
+    from rlnf.trainers import ASRPPOConfig, ASRPPOTrainer, ASRRLOOConfig, ASRRLOOTrainer
+    from rlnf.trainers.choice import pop_trainer_choice, trainer_classes
+
+    assert pop_trainer_choice(["--max_steps", "3"]) == ("grpo", ["--max_steps", "3"])
+    assert pop_trainer_choice(["--trainer", "ppo", "--max_steps", "3"]) == ("ppo", ["--max_steps", "3"])
+    assert pop_trainer_choice(["--trainer=rloo"]) == ("rloo", [])
+    assert trainer_classes("ppo") == (ASRPPOConfig, ASRPPOTrainer)
+    assert trainer_classes("rloo") == (ASRRLOOConfig, ASRRLOOTrainer)
+    with pytest.raises(ValueError, match="--trainer must be one of grpo, rloo, ppo, got 'dpo'"):
+        pop_trainer_choice(["--trainer", "dpo"])
+    with pytest.raises(ValueError, match="--trainer needs a value"):
+        pop_trainer_choice(["--trainer"])
+
+
+@pytest.mark.parametrize("name", ["grpo", "rloo", "ppo"])
+def test_demo_yamls_parse_with_their_config(name):
+    """Each demo YAML is valid for its config class and the recipe's script arguments (no unknown field)."""
+    from dataclasses import dataclass, field
+    from pathlib import Path
+
+    from trl import TrlParser
+
+    from rlnf.recipe_support import ASRModelConfig, ASRScriptArguments
+    from rlnf.trainers.choice import demo_config, trainer_classes
+
+    @dataclass
+    class Script(ASRScriptArguments):  # the reward fields of recipes/grpo_asr.py's script arguments
+        reward_funcs: list[str] = field(default_factory=lambda: ["reward_model", "wer"])
+        reward_model_path: str | None = "demo"
+
+    config_class, _ = trainer_classes(name)
+    path = demo_config(name, Path(__file__).resolve().parents[1] / "recipes")
+    script, args, _ = TrlParser((Script, config_class, ASRModelConfig)).parse_args_and_config(
+        args=["--config", str(path)], fail_with_unknown_args=True
+    )
+    assert script.dataset_name == "demo" and script.reward_funcs == ["reward_model", "wer"]
+    assert args.reward_weights == [0.25, 1.0] and args.max_completion_length == 48
+    if name == "ppo":
+        assert (args.value_model, args.num_ppo_epochs, args.num_mini_batches) == ("separate", 2, 2)
+        assert args.per_device_train_batch_size * args.num_mini_batches == 16  # the GRPO demo's completions/step
