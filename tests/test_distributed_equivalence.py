@@ -220,8 +220,9 @@ REWARD_ARGS = [
     "--max_steps", "3", "--embed_dim", "16", "--lstm_hidden", "16", "--audio_conv_channels", "16",
     "--audio_conv_layers", "2", "--head_hidden", "32", "--num_attention_heads", "2", "--tokenizer_vocab_size", "60",
     "--per_device_eval_batch_size", "16", "--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true",
-    "--dataloader_pin_memory", "false", "--validation_size", "2", "--test_size", "2", "--seed", "7",
-    "--torch_threads", "1", "--save_strategy", "no", "--eval_strategy", "no",
+    "--dataloader_pin_memory", "false", "--eval_split_size", "2", "--test_split_size", "2", "--seed", "7",
+    "--torch_threads", "1", "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+    "--fusion_type", "late",  # flags over the demo YAML (its alignment fusion)
     "--dropout", "0",  # dropout masks are drawn per process
     "--optim", "sgd", "--learning_rate", "0.5",  # see the test's docstring
 ]  # fmt: skip

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import inspect
 import json
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,7 +23,7 @@ from transformers import AutoModel, EvalPrediction
 
 import rlnf  # noqa: F401  (registers the Auto classes)
 from rlnf.cli import main as cli_main
-from rlnf.reward_model import RewardModel, RewardModelProcessor
+from rlnf.reward_model import RewardConfig, RewardModel, RewardModelProcessor
 from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
 from rlnf.trainers.reward_model_evaluation import mismatch_pairs, predict_scores
 from rlnf.trainers.reward_model_trainer import (
@@ -36,12 +39,13 @@ from rlnf.trainers.reward_model_trainer import (
 )
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_reward_model.py"
+DEMO_YAML = RECIPE.with_name("reward_model_demo.yaml")
 TINY = [
     "--embed_dim", "16", "--lstm_hidden", "16", "--audio_conv_channels", "16", "--audio_conv_layers", "2",
     "--head_hidden", "32", "--num_attention_heads", "2", "--tokenizer_vocab_size", "60",
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "3e-3",
     "--report_to", "none", "--logging_steps", "2", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-    "--validation_size", "3", "--seed", "7", "--torch_threads", "1",
+    "--eval_split_size", "3", "--seed", "7", "--torch_threads", "1", "--alignment_dim", "16",
 ]  # fmt: skip
 
 
@@ -202,8 +206,10 @@ def _wav_bytes(samples: np.ndarray) -> bytes:
 def test_collator_and_batched_scoring(tmp_path):
     model, processor = tiny_reward_model(tmp_path / "tiny")
     clips = [sine_clip(0.6, 200, seed=0), sine_clip(1.1, 300, seed=1), sine_clip(0.9, 400, seed=2)]
-    rows = [{"audio": {"array": c, "sampling_rate": 16000}, "text": t, "score": s}
-            for c, t, s in zip(clips, BAMBARA_SAMPLE, (100.0, 25.0, 0.0), strict=False)]
+    rows = [
+        {"audio": {"array": c, "sampling_rate": 16000}, "text": t, "score": s}
+        for c, t, s in zip(clips, BAMBARA_SAMPLE, (100.0, 25.0, 0.0), strict=False)
+    ]
     batch = RewardDataCollator(processor, 100)(rows)
     assert set(batch) == {"audio", "audio_attention_mask", "text", "text_attention_mask", "labels"}
     assert batch["labels"].tolist() == [1.0, 0.25, 0.0] and batch["labels"].dtype == torch.float32
@@ -245,8 +251,10 @@ def test_trainer_encodes_each_clip_once_with_the_same_result(tmp_path):
 
     model, processor = tiny_reward_model(tmp_path / "tiny", fusion_type="cross_attention")
     clips = [{"array": sine_clip(0.5 + 0.2 * c, 200 + 50 * c, seed=c), "sampling_rate": 16000} for c in range(3)]
-    rows = [{"audio": clips[c], "text": BAMBARA_SAMPLE[k], "score": 10.0 * k} for c, k in
-            ((0, 1), (1, 2), (0, 3), (2, 4), (1, 5), (0, 6))]
+    rows = [
+        {"audio": clips[c], "text": BAMBARA_SAMPLE[k], "score": 10.0 * k}
+        for c, k in ((0, 1), (1, 2), (0, 3), (2, 4), (1, 5), (0, 6))
+    ]
     deduped = RewardDataCollator(processor, dedupe_audio=True)(rows)
     assert deduped["audio"].shape[0] == 3 and deduped["audio_index"].tolist() == [0, 1, 0, 2, 1, 0]
     plain = RewardDataCollator(processor)(rows)
@@ -296,7 +304,7 @@ def test_recipe_saves_a_loadable_model_with_metrics(straight_run):
     data, out, summary = straight_run
     model = RewardModel.from_pretrained(out)
     auto = AutoModel.from_pretrained(out)
-    assert type(auto) is RewardModel and model.config.embed_dim == 16 and model.config.fusion_type == "late"
+    assert type(auto) is RewardModel and model.config.embed_dim == 16 and model.config.fusion_type == "alignment"
     processor = RewardModelProcessor.from_pretrained(out)
     assert len(processor.tokenizer) <= model.config.vocab_size
     assert model.config.pad_token_id == processor.tokenizer.pad_token_id
@@ -330,19 +338,37 @@ def test_resume_from_checkpoint_gives_the_same_weights(straight_run, tmp_path):
     assert any(not torch.equal(at_five[k], straight[k]) for k in straight if straight[k].is_floating_point())
 
 
-def test_recipe_yaml_config_and_checks(tmp_path):
+def test_recipe_flags_over_the_demo_yaml_and_architecture_from_reward_config(tmp_path):
     recipe = load_recipe()
+    args, arch = recipe.parse_arguments(["--max_steps", "3"])  # the demo YAML is the base; the flag overrides it
+    assert args.max_steps == 3 and args.learning_rate == 2e-3 and arch.fusion_type == "alignment"
+    assert args.output_dir == "outputs/reward-model-demo" and args.export_dir is None  # never the shipped asset
+    assert "--export_dir rlnf/assets/demo-reward-model" in DEMO_YAML.read_text()  # the maintainer command
     config = tmp_path / "c.yaml"
     config.write_text("dataset_name: demo\nfusion_type: cross_attention\nlearning_rate: 0.01\noutput_dir: x\n")
-    script, model, training = recipe.parse_arguments([str(config), "--learning_rate", "0.02"])
-    assert model.fusion_type == "cross_attention" and training.learning_rate == 0.02 and not training.remove_unused_columns
-    script, model, training = recipe.parse_arguments(["--config", str(config)])
-    assert training.learning_rate == 0.01 and script.config == str(config)
+    args, arch = recipe.parse_arguments([str(config), "--learning_rate", "0.02"])
+    assert arch.fusion_type == "cross_attention" and args.learning_rate == 0.02 and not args.remove_unused_columns
+    args, arch = recipe.parse_arguments(["--config", str(config), "--alignment_dim", "32", "--dropout", "0.1"])
+    assert args.learning_rate == 0.01 and arch.alignment_dim == 32 and arch.dropout == 0.1
+    assert arch.embed_dim == RewardConfig().embed_dim and args.max_steps == -1  # demo YAML not read with --config
+    # One source of truth: every RewardConfig argument but the tokenizer-bound/published-format ones is a flag.
+    expected = set(inspect.signature(RewardConfig.__init__).parameters) - {
+        "self",
+        "kwargs",
+        "vocab_size",
+        "pad_token_id",
+        "pretrained_config",
+        "override",
+        "tokenizer_path",
+    }
+    assert set(dataclasses.asdict(arch)) == expected
     config.write_text("fusion: late\n")
-    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['fusion'\]"):
+    with pytest.raises(ValueError, match="fusion"):
         recipe.parse_arguments([str(config)])
     with pytest.raises(ValueError, match="score_scale must be 100"):
         recipe.parse_arguments(["--score_scale", "10", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="fusion_type must be one of"):
+        RewardConfig(**{**dataclasses.asdict(arch), "fusion_type": "concat"})
 
 
 def test_recipe_rejects_bad_rows_before_training(tmp_path):
@@ -353,14 +379,203 @@ def test_recipe_rejects_bad_rows_before_training(tmp_path):
     lines[1] = json.dumps(row)
     data.write_text("\n".join(lines) + "\n")
     with pytest.raises(ScorerDatasetError, match=r"(?s)split 'train' of .*row 1: score 550.0 is outside"):
-        load_recipe().main(["--dataset_name", str(data), "--output_dir", str(tmp_path / "o"), "--max_steps", "1",
-                            "--test_size", "2", *TINY])
+        load_recipe().main(
+            [
+                "--dataset_name",
+                str(data),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--max_steps",
+                "1",
+                "--test_split_size",
+                "2",
+                *TINY,
+            ]
+        )
+
+
+def test_a_corrupt_clip_is_found_before_training_or_skipped(tmp_path):
+    data = write_scorer_jsonl(tmp_path / "data", clips=8)
+    (tmp_path / "data" / "clip3.wav").write_bytes(b"RIFF\x00\x00not a wav file at all")
+    run = ["--dataset_name", str(data), "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+           "--load_best_model_at_end", "false", "--test_split_size", "2", *TINY]  # fmt: skip
+    out = tmp_path / "o"
+    with pytest.raises(
+        ScorerDatasetError,
+        match=r"split '\w+': 3 rows have audio that cannot be decoded; row \d+: "
+        r"audio '.*clip3.wav' cannot be used.*--skip_undecodable_audio true",
+    ):
+        load_recipe().main([*run, "--output_dir", str(out)])
+    assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))  # failed up front
+    summary = load_recipe().main([*run, "--output_dir", str(out), "--skip_undecodable_audio", "true"])
+    rows = sum(summary[k][n] for k, n in (("train", "train_rows"), ("eval", "eval_n"), ("test", "test_n")))
+    assert rows == 7 * 3  # clip 3's three rows were dropped, every other row kept
+
+
+def test_a_one_clip_test_split_does_not_crash_after_training(tmp_path):
+    data = write_scorer_jsonl(tmp_path / "data", clips=8)
+    out = tmp_path / "o"
+    summary = load_recipe().main(["--dataset_name", str(data), "--output_dir", str(out), "--max_steps", "2",
+                                  "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end",
+                                  "false", "--test_split_size", "1", *TINY])  # fmt: skip
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["test_n"] == 3 and metrics["test_mismatch_auroc"] is None and metrics["test_mismatch_clips"] == 0
+    assert summary["test"]["test_n"] == 3
+
+
+def _args(tmp_path, **kwargs):
+    from rlnf.trainers.reward_model_config import RewardModelTrainingArguments
+
+    return RewardModelTrainingArguments(output_dir=str(tmp_path / "o"), report_to="none", **kwargs)
+
+
+def test_validate_catches_a_0_1_dataset_declared_0_100(tmp_path):
+    rows = scorer_rows().to_list()
+    for row in rows:
+        row["score"] /= 100.0
+    with pytest.raises(
+        ScorerDatasetError,
+        match=r"all 18 scores lie in \[0, 1\] but the declared range is "
+        r"\[0, 100\]: the data looks 0-1 scaled; pass score_scale 1",
+    ):
+        validate_scorer_dataset(datasets.Dataset.from_list(rows))
+    validate_scorer_dataset(datasets.Dataset.from_list(rows), score_range=(0, 1))
+    rows[0]["score"] = 2.0  # one score above 1: a 0-100 dataset with low scores, accepted
+    validate_scorer_dataset(datasets.Dataset.from_list(rows))
+
+
+def test_validate_names_conflicting_scores_of_one_clip_and_text():
+    rows = scorer_rows().to_list()
+    rows[7] = {**rows[6], "score": rows[6]["score"] + 30}  # clip 2, "text 2 0", another score
+    with pytest.raises(
+        ScorerDatasetError,
+        match=r"1 rows repeat a \(clip, text\) pair with a different score: "
+        r"rows 6 and 7 \(text 'text 2 0'\): scores",
+    ):
+        validate_scorer_dataset(datasets.Dataset.from_list(rows))
+    rows[7] = dict(rows[6])  # an exact duplicate is harmless
+    validate_scorer_dataset(datasets.Dataset.from_list(rows))
+    rows[7] = {**rows[6], "clip_id": 5, "score": 1.0}  # same text, another clip: no conflict
+    validate_scorer_dataset(datasets.Dataset.from_list(rows))
+
+
+def test_one_recording_under_two_names_leaves_the_training_split(tmp_path, caplog):
+    from rlnf.trainers.reward_model_data import prepare_splits
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    splits: dict[str, list] = {"train": [], "test": []}
+    for c in range(8):
+        sf.write(folder / f"clip{c}.wav", sine_clip(0.6 + 0.05 * c, 200 + 30 * c, seed=c), 16000)
+        for k, score in enumerate((100.0, 40.0)):
+            splits["train"].append({"audio": str(folder / f"clip{c}.wav"), "text": f"t{c} {k}", "score": score})
+    shutil.copy(folder / "clip2.wav", folder / "renamed.wav")  # the same recording, another file name
+    sf.write(folder / "fresh.wav", sine_clip(0.9, 450, seed=99), 16000)
+    for name in ("renamed.wav", "fresh.wav"):
+        splits["test"] += [{"audio": str(folder / name), "text": f"{name} {k}", "score": 50.0 * k} for k in (1, 2)]
+    datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(tmp_path / "d")
+    args = _args(tmp_path, dataset_name=str(tmp_path / "d"), eval_split_size=2, seed=0)
+    with caplog.at_level("WARNING"):
+        out = prepare_splits(args)
+    assert "clip2.wav" not in "".join(out["train"]["audio"]) + "".join(out["validation"]["audio"])
+    assert len(out["train"]) + len(out["validation"]) == 14 and len(out["test"]) == 4
+    assert re.search(
+        r"2 train rows are recordings that are also in a held-out split \(e.g. train row \d+ "
+        r"'.*clip2.wav' = test row 0 '.*renamed.wav', same decoded samples\): dropped",
+        caplog.text,
+    )
+
+
+# ----------------------------------------------------------------------------------- alignment fusion, v2 data
+
+
+def test_alignment_fusion_is_batch_invariant_and_encodes_each_clip_once(tmp_path):
+    model, processor = tiny_reward_model(tmp_path / "a", fusion_type="alignment")
+    clips = [sine_clip(0.5 + 0.37 * i, 200 + 100 * i, seed=i) for i in range(4)]
+    texts = BAMBARA_SAMPLE[:4]
+    with torch.no_grad():
+        batched = model(**processor(audios=clips, texts=texts)).logits
+        alone = torch.stack([model(**processor(audios=[a], texts=[t])).logits[0] for a, t in zip(clips, texts)])
+        reversed_ = model(**processor(audios=clips[::-1], texts=texts[::-1])).logits.flip(0)
+        audio = model.encode_audio(**processor.extract_audio([clips[2]]))
+        reused = model.score(
+            audio.select(torch.zeros(4, dtype=torch.long)), model.encode_text(**processor.tokenize(texts))
+        )
+        direct = model(**processor(audios=[clips[2]] * 4, texts=texts)).logits
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(reversed_, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(reused, direct, atol=1e-6, rtol=0)
+    assert len(set(batched.tolist())) == 4  # the scores differ, so the comparisons are not vacuous
+    model.save_pretrained(tmp_path / "b")
+    again = RewardModel.from_pretrained(tmp_path / "b").eval()
+    with torch.no_grad():
+        assert torch.equal(again(**processor(audios=clips, texts=texts)).logits, batched)
+    assert again.config.fusion_type == "alignment"
+
+
+def test_alignment_loss_is_mse_plus_ctc_of_the_exact_rows(tmp_path):
+    model, processor = tiny_reward_model(tmp_path, fusion_type="alignment")
+    clips = [sine_clip(1.0, 200 + 100 * i, seed=i) for i in range(3)]
+    batch = processor(audios=clips, texts=BAMBARA_SAMPLE[:3])
+    with torch.no_grad():
+        graded = model(**batch, labels=torch.tensor([0.2, 0.5, 0.9]))
+        mse = torch.mean((graded.logits - torch.tensor([0.2, 0.5, 0.9])) ** 2)
+        torch.testing.assert_close(graded.loss, mse)  # no exact row: no CTC term
+        exact = model(**batch, labels=torch.tensor([1.0, 0.5, 1.0]))
+        audio = model.encode_audio(batch["audio"], batch["audio_attention_mask"])
+        log_probs = audio.frames[..., -model.config.vocab_size :]  # the fusion's per-frame CTC distribution
+        frames = batch["audio_attention_mask"][:, ::2].sum(1)
+        ctc = []
+        for row in (0, 2):
+            n = int(batch["text_attention_mask"][row].sum()) - 1  # its tokens without </s>
+            ctc.append(torch.nn.functional.ctc_loss(
+                log_probs[row, : frames[row]].unsqueeze(1), batch["text"][row, :n].unsqueeze(0), frames[row : row + 1],
+                torch.tensor([n]), blank=model.config.pad_token_id, reduction="sum") / n)  # fmt: skip
+        mse = torch.mean((exact.logits - torch.tensor([1.0, 0.5, 1.0])) ** 2)
+    torch.testing.assert_close(exact.loss, mse + model.config.ctc_loss_weight * torch.stack(ctc).mean())
+
+
+def test_policy_samples_are_seeded_and_scored_by_their_true_cer(tmp_path):
+    import jiwer
+
+    from rlnf.data.synthetic import score_hypotheses
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
+    from rlnf.trainers.reward_model_data import sample_transcripts
+
+    policy, policy_processor = build_tiny_whisper(BAMBARA_SAMPLE, d_model=32, layers=1, vocab_size=80)
+    clips = [sine_clip(0.8, 200 + 50 * c, seed=c) for c in range(3)]
+    first = sample_transcripts(policy, policy_processor, clips, samples_per_clip=3, seed=5, max_new_tokens=8)
+    again = sample_transcripts(policy, policy_processor, clips, samples_per_clip=3, seed=5, max_new_tokens=8)
+    assert first == again and [len(s) for s in first] == [3, 3, 3]
+    assert len({t for s in first for t in s}) > 1  # sampled, not greedy
+    asr = datasets.Dataset.from_dict({"audio": [{"array": c, "sampling_rate": 16000} for c in clips],
+                                      "text": BAMBARA_SAMPLE[:3]})  # fmt: skip
+    rows = score_hypotheses(asr, [["i ni ce", "i ni", "xyz"], [], ["a bɛ so kɔnɔ"]])
+    assert rows["clip_id"] == [0, 0, 0, 2] and set(rows["kind"]) == {"policy"}
+    for text, reference, score in zip(rows["text"], rows["reference"], rows["score"], strict=True):
+        assert score == pytest.approx(100 * max(0.0, 1 - jiwer.cer(reference, text)))
+    assert rows["score"][0] == 100.0 and rows["score"][1] == pytest.approx(100 * (1 - 3 / 7))
+    with pytest.raises(ValueError, match="hypotheses for 2 clips but the dataset has 3"):
+        score_hypotheses(asr, [[], []])
 
 
 def test_eval_reward_cli_writes_json_and_png(straight_run, tmp_path, capsys):
     data, out, _ = straight_run
-    code = cli_main(["eval-reward", "--model", str(out), "--dataset", str(data), "--split", "train",
-                     "--output_dir", str(tmp_path), "--batch_size", "16"])
+    code = cli_main(
+        [
+            "eval-reward",
+            "--model",
+            str(out),
+            "--dataset",
+            str(data),
+            "--split",
+            "train",
+            "--output_dir",
+            str(tmp_path),
+            "--batch_size",
+            "16",
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "eval_train_metrics.json").read_text())
     assert metrics["n"] == 60 and metrics["mismatch_clips"] == 20 and 0 <= metrics["mismatch_auroc"] <= 1

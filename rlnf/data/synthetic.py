@@ -28,6 +28,7 @@ __all__ = [
     "CORRUPTION_KINDS",
     "corrupt_transcript",
     "make_scorer_dataset",
+    "score_hypotheses",
     "transcript_score",
 ]
 
@@ -81,9 +82,7 @@ def _substitute_char(char: str, rng: np.random.Generator) -> str:
 
 def _char_substitution(text: str, rate: float, rng: np.random.Generator) -> str:
     hits = rng.random(len(text)) < rate
-    return "".join(
-        _substitute_char(c, rng) if hit and c.isalpha() else c for c, hit in zip(text, hits, strict=True)
-    )
+    return "".join(_substitute_char(c, rng) if hit and c.isalpha() else c for c, hit in zip(text, hits, strict=True))
 
 
 def _other_word(word: str, vocabulary: Sequence[str], rng: np.random.Generator) -> str:
@@ -171,9 +170,7 @@ def _check_inputs(
 ) -> None:  # fmt: skip
     for name, column in (("text_column", text_column), ("audio_column", audio_column)):
         if column not in dataset.column_names:
-            raise ValueError(
-                f"{name} {column!r} is not a column of the dataset (columns: {dataset.column_names})"
-            )
+            raise ValueError(f"{name} {column!r} is not a column of the dataset (columns: {dataset.column_names})")
     if len(dataset) == 0:
         raise ValueError("make_scorer_dataset needs at least one clip; the dataset is empty")
     if hypotheses_per_clip < 1:
@@ -248,9 +245,7 @@ def make_scorer_dataset(
     vocabulary = sorted({w for r in references for w in r.split()})
     rng = np.random.default_rng([seed, 0])
     noise_rng = np.random.default_rng([seed, 1])
-    columns: dict[str, list] = {
-        k: [] for k in ("text", "score", "reference", "clip_id", "kind", "rate", "cer")
-    }
+    columns: dict[str, list] = {k: [] for k in ("text", "score", "reference", "clip_id", "kind", "rate", "cer")}
     for index, reference in enumerate(references):
         triples = _hypotheses(
             reference, index, references, vocabulary, hypotheses_per_clip, mismatch_fraction, max_rate, rng
@@ -260,14 +255,51 @@ def make_scorer_dataset(
             score = 100.0 * max(0.0, 1.0 - cer)
             if label_noise > 0:
                 score = float(np.clip(score + noise_rng.normal(0.0, label_noise), 0.0, 100.0))
-            for key, value in zip(
-                columns, (hypothesis, score, reference, index, kind, rate, cer), strict=True
-            ):
+            for key, value in zip(columns, (hypothesis, score, reference, index, kind, rate, cer), strict=True):
                 columns[key].append(value)
     # Arrow-level select + add_column: the audio column keeps its feature type and is never decoded/encoded.
-    out = dataset.select_columns([audio_column]).select(
-        np.repeat(np.arange(len(references)), hypotheses_per_clip)
-    )
+    out = dataset.select_columns([audio_column]).select(np.repeat(np.arange(len(references)), hypotheses_per_clip))
+    if audio_column != "audio":
+        out = out.rename_column(audio_column, "audio")
+    types = {"text": "string", "score": "float64", "reference": "string", "clip_id": "int64", "kind": "string",
+             "rate": "float64", "cer": "float64"}  # fmt: skip
+    for key, values in columns.items():
+        out = out.add_column(key, values, feature=hf_datasets.Value(types[key]))
+    return out.flatten_indices()
+
+
+def score_hypotheses(
+    dataset: datasets.Dataset,
+    hypotheses: Sequence[Sequence[str]],
+    *,
+    text_column: str = "text",
+    audio_column: str = "audio",
+    kind: str = "policy",
+    rate: float = 0.0,
+) -> datasets.Dataset:
+    """Scorer rows for given hypotheses (e.g. an ASR policy's own samples), one list per clip of ``dataset``,
+    with the same columns and score as `make_scorer_dataset` (score = 100 * max(0, 1 - CER) against the clip's
+    reference, so the two kinds of rows mix in one training set)."""
+    import datasets as hf_datasets
+    import jiwer
+
+    if len(hypotheses) != len(dataset):
+        raise ValueError(f"got hypotheses for {len(hypotheses)} clips but the dataset has {len(dataset)}")
+    references = [str(t) for t in dataset[text_column]]
+    columns: dict[str, list] = {k: [] for k in ("text", "score", "reference", "clip_id", "kind", "rate", "cer")}
+    clips = []
+    for index, (reference, texts) in enumerate(zip(references, hypotheses, strict=True)):
+        if not reference.strip():
+            raise ValueError(f"row {index} has an empty {text_column!r}: a score needs a reference")
+        for hypothesis in texts:
+            if not isinstance(hypothesis, str):
+                raise ValueError(f"clip {index}: hypothesis {hypothesis!r} is not a string")
+            cer = float(jiwer.cer(reference, hypothesis))
+            values = (hypothesis, 100.0 * max(0.0, 1.0 - cer), reference, index, kind, float(rate), cer)
+            for key, value in zip(columns, values, strict=True):
+                columns[key].append(value)
+            clips.append(index)
+    out = dataset.select_columns([audio_column]).select(clips)
     if audio_column != "audio":
         out = out.rename_column(audio_column, "audio")
     types = {"text": "string", "score": "float64", "reference": "string", "clip_id": "int64", "kind": "string",

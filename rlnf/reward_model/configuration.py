@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-FUSION_TYPES = ("late", "cross_attention")
+FUSION_TYPES = ("late", "cross_attention", "alignment")
 
 
 class RewardConfig(PretrainedConfig):
@@ -24,9 +24,15 @@ class RewardConfig(PretrainedConfig):
         head_hidden, dropout: regression head.
         pad_token_id: the embedding's ``padding_idx`` (kept for weight compatibility; padding is masked anyway).
         max_audio_seconds: clips longer than this are truncated with a warning (training data had <= 30 s).
-        fusion_type: "late" (published: concatenate pooled vectors) or "cross_attention" (text tokens attend
-            over audio frames, so the head sees which words match which sounds).
-        num_attention_heads: heads of the cross-attention fusion.
+        fusion_type: "late" (published: concatenate pooled vectors), "cross_attention" (text tokens attend
+            over audio frames, so the head sees which words match which sounds) or "alignment" (a soft
+            alignment read per token and per frame, with a diagonal position prior: the demo reward model v2).
+        num_attention_heads: heads of the cross-attention and alignment fusions.
+        alignment_dim, alignment_context_layers, alignment_position_features: the "alignment" fusion (a soft
+            token-frame alignment read both ways, see `AlignmentFusion`): its width, dilated context convs over
+            the audio frames, and relative-position frequencies of its diagonal prior.
+        ctc_loss_weight: the alignment fusion's frames also predict the transcript by CTC; in training, rows
+            labelled 1 (exact transcripts) add this weight x their CTC loss to the MSE (0 switches it off).
     """
 
     model_type = "reward-model"
@@ -56,6 +62,10 @@ class RewardConfig(PretrainedConfig):
         max_audio_seconds: float = 30.0,
         fusion_type: str = "late",
         num_attention_heads: int = 4,
+        alignment_dim: int = 128,
+        alignment_context_layers: int = 3,
+        alignment_position_features: int = 8,
+        ctc_loss_weight: float = 1.0,
         pretrained_config: dict[str, Any] | None = None,
         override: dict[str, Any] | None = None,
         tokenizer_path: str | None = None,
@@ -68,7 +78,9 @@ class RewardConfig(PretrainedConfig):
             kernel_size=kernel_size, stride=stride, padding=padding, head_hidden=head_hidden, dropout=dropout,
             pad_token_id=pad_token_id, chunk_length=chunk_length, padding_value=padding_value, dither=dither,
             return_attention_mask=return_attention_mask, max_audio_seconds=max_audio_seconds,
-            fusion_type=fusion_type, num_attention_heads=num_attention_heads,
+            fusion_type=fusion_type, num_attention_heads=num_attention_heads, alignment_dim=alignment_dim,
+            alignment_context_layers=alignment_context_layers, alignment_position_features=alignment_position_features,
+            ctc_loss_weight=ctc_loss_weight,
         )
         # The original format: {"pretrained_config": {...saved...}, "override": {...}}. Saved values, then
         # override, replace the defaults; unknown keys are kept as plain attributes.
@@ -90,7 +102,7 @@ class RewardConfig(PretrainedConfig):
         positive = (
             "n_mel", "vocab_size", "sample_rate", "n_fft", "hop_length", "embed_dim", "lstm_hidden",
             "lstm_layers", "audio_conv_channels", "audio_conv_layers", "kernel_size", "stride", "head_hidden",
-            "num_attention_heads",
+            "num_attention_heads", "alignment_dim", "alignment_position_features",
         )
         for name in positive:
             value = getattr(self, name)
@@ -108,3 +120,10 @@ class RewardConfig(PretrainedConfig):
             )
         if self.fusion_type == "cross_attention" and (2 * self.lstm_hidden) % self.num_attention_heads:
             raise ValueError("RewardConfig: 2 * lstm_hidden must be divisible by num_attention_heads")
+        if self.fusion_type == "alignment" and self.alignment_dim % self.num_attention_heads:
+            raise ValueError("RewardConfig: alignment_dim must be divisible by num_attention_heads")
+        if not float(self.ctc_loss_weight) >= 0.0:
+            raise ValueError(f"RewardConfig.ctc_loss_weight must be >= 0, got {self.ctc_loss_weight!r}")
+        layers = self.alignment_context_layers
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+            raise ValueError(f"RewardConfig.alignment_context_layers must be an int >= 0, got {layers!r}")

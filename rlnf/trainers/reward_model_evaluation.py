@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .reward_model_data import load_scorer_dataset
 from .reward_model_trainer import (
     ScorerDatasetError,
     clip_keys,
     compute_reward_metrics,
-    load_scorer_dataset,
     score_range_for_scale,
     undecoded_audio,
     validate_scorer_dataset,
@@ -37,12 +38,15 @@ if TYPE_CHECKING:
     from ..reward_model.modeling import RewardModel
     from ..reward_model.processing import RewardModelProcessor
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "evaluate_reward_model",
     "main",
     "mismatch_pairs",
     "plot_reward_evaluation",
     "predict_scores",
+    "report_splits",
     "write_metrics_json",
 ]
 
@@ -154,9 +158,16 @@ def evaluate_reward_model(
     seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of ``model`` on ``dataset`` and the arrays behind them (for plots): ``predictions``,
-    ``labels``, ``matched`` and ``mismatched`` (one per clip)."""
+    ``labels``, ``matched`` and ``mismatched`` (one per clip).
+
+    A split too small for shuffled pairs (one clip, or one transcript for every clip) reports
+    ``mismatch_auroc`` None (NaN) with a warning instead of failing: a small held-out split must not crash a
+    run after training."""
     validate_scorer_dataset(
-        dataset, audio_column=audio_column, text_column=text_column, score_column=score_column,
+        dataset,
+        audio_column=audio_column,
+        text_column=text_column,
+        score_column=score_column,
         score_range=score_range_for_scale(score_scale),
     )
     dataset = undecoded_audio(dataset, audio_column)
@@ -165,20 +176,57 @@ def evaluate_reward_model(
         model, processor, list(dataset[audio_column]), list(dataset[text_column]), batch_size=batch_size
     )
     labels = np.asarray(dataset[score_column], dtype=np.float64) / float(score_scale)
-    audios, own, others = mismatch_pairs(
-        dataset, audio_column=audio_column, text_column=text_column, score_column=score_column,
-        clip_column=clip_column, reference_column=reference_column, seed=seed,
-    )
-    pair_scores = predict_scores(model, processor, audios, [[a, b] for a, b in zip(own, others, strict=True)],
-                                 batch_size=batch_size)
+    try:
+        audios, own, others = mismatch_pairs(
+            dataset, audio_column=audio_column, text_column=text_column, score_column=score_column,
+            clip_column=clip_column, reference_column=reference_column, seed=seed,
+        )  # fmt: skip
+    except ScorerDatasetError as error:
+        logger.warning("no mismatch AUROC on these %d rows: %s", len(dataset), error)
+        audios, own, others = [], [], []
+    pair_scores = np.zeros((0, 2))
+    if audios:
+        pair_scores = predict_scores(
+            model, processor, audios, [[a, b] for a, b in zip(own, others, strict=True)], batch_size=batch_size
+        )
     metrics = compute_reward_metrics(
         predictions, labels, matched_predictions=pair_scores[:, 0], mismatch_predictions=pair_scores[:, 1]
     )
     metrics["mismatch_clips"] = len(audios)
     metrics["eval_seconds"] = round(time.perf_counter() - start, 2)
-    details = {"predictions": predictions, "labels": labels, "matched": pair_scores[:, 0],
-               "mismatched": pair_scores[:, 1]}
+    details = {
+        "predictions": predictions,
+        "labels": labels,
+        "matched": pair_scores[:, 0],
+        "mismatched": pair_scores[:, 1],
+    }
     return metrics, details
+
+
+def report_splits(
+    model: RewardModel, processor: RewardModelProcessor, splits: dict[str, Any], args: Any, output_dir: Path
+) -> dict[str, Any]:
+    """Evaluate each held-out split once (``test`` first), write ``test_metrics.json`` (keys ``<split>_<metric>``)
+    and one plot per split; the shuffled pairs use seed 0, as `rlnf eval-reward` does by default."""
+    report: dict[str, Any] = {}
+    for name, dataset in splits.items():
+        metrics, details = evaluate_reward_model(
+            model, processor, dataset, score_scale=args.score_scale, audio_column=args.audio_column,
+            text_column=args.text_column, score_column=args.score_column, clip_column=args.clip_column,
+            reference_column=args.reference_column, batch_size=args.per_device_eval_batch_size, seed=0,
+        )  # fmt: skip
+        report.update({f"{name}_{key}": value for key, value in metrics.items()})
+        if "kind" in dataset.column_names:  # demo rows: also each kind of hypothesis alone (policy samples, ...)
+            kinds = np.asarray(dataset["kind"])
+            for kind in ("policy",):
+                rows = kinds == kind
+                if rows.sum() >= 2:
+                    alone = compute_reward_metrics(details["predictions"][rows], details["labels"][rows])
+                    report.update({f"{name}_{kind}_{key}": value for key, value in alone.items()})
+        plot_reward_evaluation(details, metrics, output_dir / f"{name}_plot.png",
+                               title=f"{model.config.fusion_type} fusion, {name} split")  # fmt: skip
+    write_metrics_json(report, output_dir / "test_metrics.json")
+    return report
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -212,8 +260,13 @@ def plot_reward_evaluation(
     ax = axes[0]
     ax.scatter(labels, predictions, s=8, alpha=0.4)
     ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="label (score / scale)", ylabel="predicted score",
-           title=f"Pearson {metrics.get('pearson', float('nan')):.3f}, MSE {metrics.get('mse', float('nan')):.4f}")
+    ax.set(
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        xlabel="label (score / scale)",
+        ylabel="predicted score",
+        title=f"Pearson {metrics.get('pearson', float('nan')):.3f}, MSE {metrics.get('mse', float('nan')):.4f}",
+    )
     ax = axes[1]
     edges = np.linspace(0.0, 1.0, 11)
     which = np.clip(np.digitize(predictions, edges) - 1, 0, 9)
@@ -228,16 +281,24 @@ def plot_reward_evaluation(
     ax.plot(centers, means, "o-")
     for x, y, n in zip(centers, means, counts, strict=True):
         ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted score (per bin)", ylabel="mean label",
-           title="calibration (points: rows per bin)")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="mean predicted score (per bin)",
+        ylabel="mean label",
+        title="calibration (points: rows per bin)",
+    )
     ax = axes[2]
     if "matched" in details and len(details["matched"]):
         bins = np.linspace(0, 1, 26)
         ax.hist(details["matched"], bins=bins, alpha=0.6, label="own transcript")
         ax.hist(details["mismatched"], bins=bins, alpha=0.6, label="another clip's transcript")
         ax.legend()
-    ax.set(xlabel="predicted score", ylabel="clips",
-           title=f"mismatch AUROC {metrics.get('mismatch_auroc', float('nan')):.3f}")
+    ax.set(
+        xlabel="predicted score",
+        ylabel="clips",
+        title=f"mismatch AUROC {metrics.get('mismatch_auroc', float('nan')):.3f}",
+    )
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -251,9 +312,12 @@ def plot_reward_evaluation(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlnf eval-reward", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="reward model folder (model + processor) or hub id")
-    parser.add_argument("--dataset", required=True,
-                        help="'demo' (synthetic scorer data from the demo corpus), a hub id, a local folder "
-                             "(audiofolder layout) or a .jsonl/.csv file")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="'demo' (synthetic scorer data from the demo corpus), a hub id, a local folder "
+        "(audiofolder layout) or a .jsonl/.csv file",
+    )
     parser.add_argument("--dataset_config", default=None, help="hub dataset configuration (e.g. partially-reviewed)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--output_dir", default="reward-eval", help="where the JSON and PNG go")
@@ -265,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference_column", default="reference")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffled pairs (the recipe's test report uses 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the shuffled pairs (the recipe's test report uses 0)"
+    )
     parser.add_argument("--no_plot", action="store_true")
     return parser
 
@@ -296,9 +362,17 @@ def _run(args: argparse.Namespace) -> int:
     processor = RewardModelProcessor.from_pretrained(args.model)
     model = RewardModel.from_pretrained(args.model).eval()
     metrics, details = evaluate_reward_model(
-        model, processor, dataset, score_scale=args.score_scale, audio_column=args.audio_column,
-        text_column=args.text_column, score_column=args.score_column, clip_column=args.clip_column,
-        reference_column=args.reference_column, batch_size=args.batch_size, seed=args.seed,
+        model,
+        processor,
+        dataset,
+        score_scale=args.score_scale,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        score_column=args.score_column,
+        clip_column=args.clip_column,
+        reference_column=args.reference_column,
+        batch_size=args.batch_size,
+        seed=args.seed,
     )
     metrics = {"model": str(args.model), "dataset": args.dataset, "split": args.split, **metrics}
     output = Path(args.output_dir)
@@ -306,7 +380,8 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}))
     print(f"rlnf eval-reward: metrics written to {json_path}", file=sys.stderr)
     if not args.no_plot:
-        png = plot_reward_evaluation(details, metrics, output / f"eval_{args.split}.png",
-                                     title=f"{args.model} on {args.dataset}:{args.split}")
+        png = plot_reward_evaluation(
+            details, metrics, output / f"eval_{args.split}.png", title=f"{args.model} on {args.dataset}:{args.split}"
+        )
         print(f"rlnf eval-reward: plot written to {png}", file=sys.stderr)
     return 0

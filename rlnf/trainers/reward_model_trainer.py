@@ -1,8 +1,7 @@
 """Training a reward model: data checks, clip-level splits, batching, metrics and a thin `Trainer` subclass.
 
-Everything here is independent of where the data comes from; `load_scorer_dataset` turns the usual sources
-(the demo corpus, a hub dataset, a local folder/CSV/JSONL) into ``datasets`` objects with an undecoded audio
-column, so training and evaluation read clips the same way and need no torchcodec.
+Everything here is independent of where the data comes from (`rlnf.trainers.reward_model_data` loads, checks
+and splits it); audio columns stay undecoded, so training and evaluation read clips the same way.
 """
 
 from __future__ import annotations
@@ -37,8 +36,10 @@ __all__ = [
     "auroc",
     "clip_keys",
     "compute_metrics",
+    "build_processor",
+    "build_reward_model",
     "compute_reward_metrics",
-    "load_scorer_dataset",
+    "export",
     "score_range_for_scale",
     "split_by_clip",
     "undecoded_audio",
@@ -197,12 +198,14 @@ def validate_scorer_dataset(
     text_column: str = "text",
     score_column: str = "score",
     score_range: tuple[float, float] = (0.0, 100.0),
+    clip_column: str | None = None,
 ) -> None:
     """Fail before training, with row indices, on data that would crash a run hours in or train on garbage.
 
-    Checks: the three columns exist, the dataset is not empty, and no row has missing audio, a non-string
-    text, or a score that is missing, NaN or outside ``score_range`` (a 0-1 dataset trained with
-    ``score_scale=100`` would otherwise train silently towards near-zero labels).
+    Checks: the three columns exist, the dataset is not empty, no row has missing audio, a non-string text,
+    or a score that is missing, NaN or outside ``score_range``; scores that all lie in [0, 1] under a 0-100
+    range (a 0-1 dataset trained with ``score_scale=100`` would train silently towards labels <= 0.01); and
+    no (clip, text) pair appears twice with different scores (clips as `clip_keys` identifies them).
     """
     columns = list(dataset.column_names)
     for role, name in (("audio", audio_column), ("text", text_column), ("score", score_column)):
@@ -235,6 +238,36 @@ def validate_scorer_dataset(
         more = f" (and {count - len(problems)} more rows)" if count > len(problems) else ""
         raise ScorerDatasetError(
             f"{count} of {len(dataset)} rows cannot be used for training{more}:\n  " + "\n  ".join(problems)
+        )
+    scores = np.asarray(view[score_column], dtype=np.float64)
+    if high > 1.0 and len(scores) >= 2 and scores.max() <= 1.0:
+        raise ScorerDatasetError(
+            f"all {len(scores)} scores lie in [0, 1] but the declared range is [{low:g}, {high:g}]: the data looks "
+            "0-1 scaled; pass score_scale 1 (--score_scale 1)"
+        )
+    _check_conflicting_scores(
+        view, scores, text_column, clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
+    )
+
+
+def _check_conflicting_scores(view: datasets.Dataset, scores: np.ndarray, text_column: str, keys: list) -> None:
+    """The same clip with the same transcript must have one score: two would train the model on noise."""
+    first: dict[tuple, int] = {}
+    conflicts = []
+    for row, (key, text) in enumerate(zip(keys, view[text_column], strict=True)):
+        pair = (repr(key), text)
+        if pair not in first:
+            first[pair] = row
+        elif not math.isclose(scores[first[pair]], scores[row], rel_tol=0.0, abs_tol=1e-9):
+            conflicts.append((first[pair], row))
+    if conflicts:
+        shown = "; ".join(
+            f"rows {a} and {b} (text {view[a][text_column]!r}): scores {scores[a]:g} and {scores[b]:g}"
+            for a, b in conflicts[:_MAX_PROBLEMS_SHOWN]
+        )
+        raise ScorerDatasetError(
+            f"{len(conflicts)} rows repeat a (clip, text) pair with a different score: {shown}. Keep one score per "
+            "pair (e.g. average the raters)"
         )
 
 
@@ -452,8 +485,9 @@ class RewardModelTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:  # fmt: skip
         if "audio_index" not in inputs:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         core = self.accelerator.unwrap_model(model)
         if core is not model:
             outputs = model(**self._expanded(inputs))
@@ -463,8 +497,9 @@ class RewardModelTrainer(Trainer):
             scores = core.score(audio.select(inputs["audio_index"].to(audio.pooled.device)), text)
             labels = inputs.get("labels")
             loss = None
-            if labels is not None:
-                loss = torch.nn.functional.mse_loss(scores, labels.to(scores.dtype).view_as(scores))
+            if labels is not None:  # MSE (+ the alignment fusion's CTC term): the same loss as forward()
+                rows = audio.select(inputs["audio_index"].to(audio.pooled.device))
+                loss = core.reward_loss(scores, labels.to(scores.device), rows, text)
             outputs = SequenceClassifierOutput(loss=loss, logits=scores)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
@@ -480,70 +515,91 @@ class RewardModelTrainer(Trainer):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Data sources
+# Model, tokenizer and export (what the recipe needs besides the Trainer)
 
 
-def load_scorer_dataset(
-    name: str,
-    config: str | None = None,
-    *,
-    audio_column: str = "audio",
-    text_column: str = "text",
-    seed: int = 0,
-    demo_options: dict[str, Any] | None = None,
-) -> datasets.DatasetDict:
-    """Every split of a scorer dataset, audio undecoded (paths or ``{"path", "bytes"}``).
+def build_processor(args: Any, train: datasets.Dataset) -> RewardModelProcessor:
+    """The checkpoint's processor when resuming, else a given one (``processor_path``/``model_name_or_path``/
+    ``tokenizer_path``), else a SentencePiece tokenizer trained on the training references (or texts).
 
-    ``name`` is ``"demo"`` (synthetic scorer rows built from each split of the Bambara demo corpus by
-    `rlnf.data.synthetic.make_scorer_dataset`; ``seed`` and ``demo_options`` shape the training rows only), or
-    anything
-    `rlnf.data.loading.load_asr_dataset` reads: a hub id (``config`` picks its configuration, e.g.
-    ``RobotsMali/transcription-scorer`` + ``partially-reviewed``), a ``save_to_disk`` folder, an audiofolder
-    (``metadata.jsonl``/``.csv`` with ``file_name``), or a CSV/JSONL/Parquet file whose audio column holds
-    paths relative to the file.
+    A new tokenizer is trained by the main process and saved to ``output_dir``, so every rank and any resume
+    uses the same ids.
     """
-    if name == "demo":
-        return _demo_scorer_dataset(seed=seed, **(demo_options or {}))
-    from ..data.loading import load_asr_dataset
+    import tempfile
 
-    return load_asr_dataset(name, config, audio_column=audio_column, text_column=text_column)
+    from ..reward_model import RewardFeatureExtractor, RewardModelProcessor, RewardTokenizer, train_tokenizer
+
+    resume = args.resume_from_checkpoint
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = resume if isinstance(resume, str) else get_last_checkpoint(args.output_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint true: no checkpoint-* in {args.output_dir}")
+        return RewardModelProcessor.from_pretrained(checkpoint)
+    source = args.processor_path or args.model_name_or_path
+    if source is not None:
+        return RewardModelProcessor.from_pretrained(source)
+    if args.tokenizer_path is not None:
+        return RewardModelProcessor(RewardFeatureExtractor(), RewardTokenizer(vocab_file=args.tokenizer_path))
+    # Clean references when the data has them (corrupted hypotheses would teach BPE merges of random noise).
+    if args.reference_column and args.reference_column in train.column_names:
+        texts = list(dict.fromkeys(train[args.reference_column]))
+    else:
+        texts = list(train[args.text_column])
+    with args.main_process_first(desc="tokenizer training"):
+        if args.process_index == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                train_tokenizer(texts, tmp, vocab_size=args.tokenizer_vocab_size).save_pretrained(args.output_dir)
+        processor = RewardModelProcessor.from_pretrained(args.output_dir)
+    logger.info("trained a SentencePiece tokenizer on %d training texts: %d ids", len(texts), len(processor.tokenizer))
+    return processor
 
 
-# Fixed seeds of the demo evaluation splits: their hypotheses never change with the training configuration.
-DEMO_EVAL_SEEDS = {"validation": 1001, "test": 1002}
+def build_reward_model(args: Any, processor: RewardModelProcessor, architecture: dict[str, Any]) -> Any:
+    """``model_name_or_path`` to fine-tune, else a new `RewardModel` of ``architecture`` (RewardConfig fields)
+    sized to the tokenizer."""
+    from ..reward_model.configuration import RewardConfig
+    from ..reward_model.modeling import RewardModel
+
+    if args.model_name_or_path is not None:
+        model = RewardModel.from_pretrained(args.model_name_or_path)
+    else:
+        # A new model's padding row is the tokenizer's <pad> (the published layout's 1 is a real piece, which
+        # padding_idx would keep from ever training).
+        config = RewardConfig(
+            **architecture, vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id
+        )
+        model = RewardModel(config)
+    if len(processor.tokenizer) > model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {len(processor.tokenizer)} ids but the model's embedding has "
+            f"{model.config.vocab_size} rows: they do not belong together"
+        )
+    return model
 
 
-def _demo_scorer_dataset(
-    *, seed: int = 0, cache_dir: str | None = None, voices_per_sentence: int = 2, **train_options: Any
-) -> datasets.DatasetDict:
-    """Synthetic (audio, hypothesis, score) rows built from each split of the Bambara demo corpus.
+def export(model: Any, processor: RewardModelProcessor, output_dir: str, export_dir: str) -> Path:
+    """Model + processor + metrics only (what ships), built in a sibling folder and renamed into place."""
+    import shutil
+    import tempfile
 
-    ``seed`` and ``train_options`` (`make_scorer_dataset` arguments) shape the training rows only; validation
-    and test rows are always built from the standard corpus with the builder's defaults and fixed seeds, so
-    metrics stay comparable across runs and ``rlnf eval-reward --dataset demo`` scores exactly the recipe's
-    test rows. ``voices_per_sentence`` > 2 trains on a corpus variant with more voices per training sentence
-    (built once next to the standard one; the sentence split is the same): more speakers per sentence keep a
-    small model from memorising each clip's sound.
-    """
-    import datasets
-
-    from ..data.demo_corpus import SPLITS, build_demo_corpus, default_corpus_dir, load_demo_corpus
-
+    target = Path(export_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the export is meant to be shared
     try:
-        from ..data.synthetic import make_scorer_dataset
-    except ImportError as error:
-        raise ImportError("the demo scorer data needs rlnf.data.synthetic (make_scorer_dataset)") from error
-    corpus = load_demo_corpus(cache_dir=cache_dir)
-    train_corpus = corpus["train"]
-    if voices_per_sentence != 2:
-        base = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
-        variant = build_demo_corpus(base.with_name(f"{base.name}_voices{voices_per_sentence}"),
-                                    voices_per_sentence=voices_per_sentence)
-        train_corpus = load_demo_corpus("train", cache_dir=variant)
-    splits = {}
-    for split in SPLITS:
-        if split == "train":
-            splits[split] = make_scorer_dataset(train_corpus, seed=seed, **train_options)
-        else:
-            splits[split] = make_scorer_dataset(corpus[split], seed=DEMO_EVAL_SEEDS[split])
-    return datasets.DatasetDict(splits)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for name in ("eval_results.json", "test_metrics.json", "train_results.json", "README.md"):
+            if (Path(output_dir) / name).is_file():
+                shutil.copy2(Path(output_dir) / name, tmp / name)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size = sum(f.stat().st_size for f in target.iterdir())
+    logger.info("exported model + processor + metrics to %s (%.2f MB)", target, size / 2**20)
+    return target

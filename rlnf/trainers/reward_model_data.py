@@ -1,0 +1,371 @@
+"""Scorer data for reward-model training: where rows come from, the checks before training, and the splits.
+
+`prepare_splits` is what the recipe calls: it loads the rows, checks every split (columns, scores, scale,
+conflicting duplicates), decodes every clip once before training (a corrupt clip is found here, not after
+hours of training), and returns train / validation / test with no recording on two sides.
+
+The demo scorer data (``dataset_name="demo"``) is built from demo corpus v2's SOURCE domain for training and
+its test report (``sft_train`` -> train, ``sft_validation`` -> test), and from the TARGET domain's ``test``
+split for ``target_test``: synthetic corruptions of the references (`rlnf.data.synthetic`), plus, with a
+policy, the policy's own temperature samples scored by their true CER, the hypotheses RL will show the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..audio import audio_key, load_audio
+from .reward_model_trainer import (
+    ScorerDatasetError,
+    score_range_for_scale,
+    split_by_clip,
+    undecoded_audio,
+    validate_scorer_dataset,
+)
+
+if TYPE_CHECKING:
+    import datasets
+
+    from .reward_model_config import RewardModelTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEMO_EVAL_SEEDS",
+    "decode_check",
+    "demo_scorer_dataset",
+    "load_scorer_dataset",
+    "policy_scorer_rows",
+    "prepare_splits",
+    "sample_transcripts",
+]
+
+# Fixed seeds of the demo's held-out rows: their hypotheses never change with the training options.
+DEMO_EVAL_SEEDS = {"test": 1002, "target_test": 1003}
+MIN_SAMPLES = 1024  # one analysis window (n_fft) of the reward model's features: shorter clips are rejected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy samples
+
+
+@torch.inference_mode()
+def sample_transcripts(
+    model: Any,
+    processor: Any,
+    audios: Sequence[Any],
+    *,
+    samples_per_clip: int = 4,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+) -> list[list[str]]:
+    """``samples_per_clip`` transcripts of each clip sampled from a speech policy (any rlnf policy family), the
+    encoder once per clip; seeded, so a cache of them can be trusted."""
+    from ..policies.base import ClipBatch, PolicyOptions, policy_for
+
+    if samples_per_clip < 1 or temperature <= 0:
+        raise ValueError(f"need samples_per_clip >= 1 and temperature > 0, got {samples_per_clip}, {temperature}")
+    rate = int(processor.feature_extractor.sampling_rate)
+    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=max_new_tokens))
+    policy.configure_sampling({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0})
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    for start in range(0, len(audios), batch_size):
+        chunk = [load_audio(a, rate, index=start + i) for i, a in enumerate(audios[start : start + batch_size])]
+        clips = ClipBatch(
+            policy.clip_inputs(chunk, device, dtype),
+            torch.arange(len(chunk), device=device).repeat_interleave(samples_per_clip),
+        )
+        texts = policy.tokenizer.batch_decode(policy.sample(model, clips), skip_special_tokens=True)
+        out.extend(
+            [t.strip() for t in texts[i * samples_per_clip : (i + 1) * samples_per_clip]] for i in range(len(chunk))
+        )
+    return out
+
+
+def _fingerprint(policy_dir: str) -> str:
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        path = Path(policy_dir) / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def policy_scorer_rows(
+    asr_dataset: datasets.Dataset,
+    policy: str,
+    *,
+    samples_per_clip: int = 4,
+    temperature: float = 1.0,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> datasets.Dataset:
+    """Scorer rows of a policy's own samples (kind ``policy``), score = 100 * max(0, 1 - CER), as the synthetic
+    rows. Samples are cached in ``cache_dir`` under a key of the policy's weights, the clips and the options."""
+    from ..assets import resolve_demo_path
+    from ..data.synthetic import score_hypotheses
+
+    path = resolve_demo_path(policy, "policy")
+    keys = [audio_key(a) for a in undecoded_audio(asr_dataset, "audio")["audio"]]
+    key = hashlib.sha256(
+        json.dumps([_fingerprint(path), repr(keys), samples_per_clip, temperature, seed]).encode()
+    ).hexdigest()[:20]
+    cache = Path(cache_dir) / f"policy_samples_{key}.json" if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        samples = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        from transformers import AutoProcessor
+
+        from ..policies.base import load_policy_model
+
+        logger.info("sampling %d transcripts per clip of %d clips from %s", samples_per_clip, len(keys), path)
+        model, processor = load_policy_model(path), AutoProcessor.from_pretrained(path)
+        samples = sample_transcripts(
+            model, processor, list(asr_dataset["audio"]), samples_per_clip=samples_per_clip,
+            temperature=temperature, seed=seed,
+        )  # fmt: skip
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps(samples, ensure_ascii=False), encoding="utf-8")
+            tmp.replace(cache)
+    return score_hypotheses(asr_dataset, samples, kind="policy", rate=temperature)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data sources
+
+
+def demo_scorer_dataset(
+    *,
+    seed: int = 0,
+    hypotheses_per_clip: int = 8,
+    mismatch_fraction: float = 0.3,
+    label_noise: float = 0.0,
+    policy: str | None = None,
+    policy_samples_per_clip: int = 4,
+    policy_temperature: float = 1.0,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Splits ``train`` (source-domain ``sft_train``), ``test`` (source ``sft_validation``) and ``target_test``
+    (the target domain's ``test``: other speakers and channels, never trained on).
+
+    ``train`` rows follow ``seed`` and the options; ``test``/``target_test`` synthetic rows use fixed seeds and
+    the builder's defaults, so reports stay comparable across runs. With ``policy`` every split also holds the
+    policy's samples (``policy_samples_per_clip`` per clip at ``policy_temperature``; held-out splits sampled
+    with fixed seeds).
+    """
+    import datasets
+
+    from ..data.demo_corpus import default_corpus_dir, load_demo_corpus
+    from ..data.synthetic import make_scorer_dataset
+
+    corpus = load_demo_corpus(cache_dir=cache_dir)
+    folder = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
+    sources = {"train": "sft_train", "test": "sft_validation", "target_test": "test"}
+    splits = {}
+    for name, source in sources.items():
+        split_seed = seed if name == "train" else DEMO_EVAL_SEEDS[name]
+        options = (
+            {"hypotheses_per_clip": hypotheses_per_clip, "mismatch_fraction": mismatch_fraction,
+             "label_noise": label_noise} if name == "train" else {}
+        )  # fmt: skip
+        parts = [make_scorer_dataset(corpus[source], seed=split_seed, **options)]
+        if policy is not None:
+            parts.append(
+                policy_scorer_rows(
+                    corpus[source],
+                    policy,
+                    samples_per_clip=policy_samples_per_clip,
+                    temperature=policy_temperature,
+                    seed=split_seed,
+                    cache_dir=folder,
+                )  # fmt: skip
+            )
+        splits[name] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return datasets.DatasetDict(splits)
+
+
+def load_scorer_dataset(
+    name: str,
+    config: str | None = None,
+    *,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    seed: int = 0,
+    demo_options: dict[str, Any] | None = None,
+) -> datasets.DatasetDict:
+    """Every split of a scorer dataset, audio undecoded (paths or ``{"path", "bytes"}``).
+
+    ``name`` is ``"demo"`` (`demo_scorer_dataset`; ``seed`` and ``demo_options`` shape its training rows) or
+    anything `rlnf.data.loading.load_asr_dataset` reads: a hub id (``config`` picks its configuration, e.g.
+    ``RobotsMali/transcription-scorer`` + ``partially-reviewed``), a ``save_to_disk`` folder, an audiofolder or
+    a CSV/JSONL/Parquet file whose audio column holds paths relative to the file.
+    """
+    if name == "demo":
+        return demo_scorer_dataset(seed=seed, **(demo_options or {}))
+    from ..data.loading import load_asr_dataset
+
+    return load_asr_dataset(name, config, audio_column=audio_column, text_column=text_column)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks before training
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, dict):
+        return repr(item.get("path") or f"<{len(item.get('bytes') or b'')} bytes>")
+    return repr(item) if isinstance(item, str) else f"<{type(item).__name__}>"
+
+
+def decode_check(
+    dataset: datasets.Dataset, audio_column: str, *, min_samples: int = MIN_SAMPLES
+) -> tuple[dict[int, str], list[tuple]]:
+    """Decode every distinct clip once. Returns ``{row: problem}`` for rows whose clip cannot be decoded (or
+    is shorter than one analysis window) and each row's content key (the decoded samples' `audio_key`, so
+    one recording under two file names has one key; None for undecodable rows)."""
+    problems: dict[int, str] = {}
+    by_source: dict[Any, tuple[str | None, tuple | None]] = {}
+    content: list[tuple] = []
+    for row, item in enumerate(undecoded_audio(dataset, audio_column)[audio_column]):
+        source = audio_key(item, index=row)
+        if source not in by_source:
+            try:
+                samples = load_audio(item, index=row)
+                if samples.size < min_samples:
+                    raise ValueError(f"{samples.size} samples, shorter than one {min_samples}-sample window")
+                by_source[source] = (None, audio_key({"array": samples, "sampling_rate": 16000}))
+            except (OSError, ValueError, RuntimeError) as error:
+                by_source[source] = (f"audio {_describe(item)} cannot be used: {error}", None)
+        problem, key = by_source[source]
+        if problem is not None:
+            problems[row] = problem
+        content.append(key)
+    return problems, content
+
+
+def _drop_undecodable(name: str, dataset: datasets.Dataset, audio_column: str, skip: bool) -> tuple[Any, list]:
+    problems, content = decode_check(dataset, audio_column)
+    if not problems:
+        return dataset, content
+    first = min(problems)
+    if not skip:
+        raise ScorerDatasetError(
+            f"split {name!r}: {len(problems)} rows have audio that cannot be decoded; row {first}: {problems[first]}. "
+            "Fix or remove them, or pass --skip_undecodable_audio true to drop those rows"
+        )
+    logger.warning("split %r: dropping %d rows with undecodable audio (row %d: %s)", name, len(problems), first,
+                   problems[first])  # fmt: skip
+    keep = [i for i in range(len(dataset)) if i not in problems]
+    if not keep:
+        raise ScorerDatasetError(f"split {name!r}: no row has decodable audio")
+    return dataset.select(keep), [content[i] for i in keep]
+
+
+def _drop_shared_recordings(splits: dict[str, Any], content: dict[str, list], audio_column: str) -> dict[str, Any]:
+    """A recording in a held-out split (by decoded content, whatever its file name) leaves train (and
+    validation when it is in test): held-out metrics must be about recordings never trained on."""
+    for name, held in (("train", ("validation", "test")), ("validation", ("test",))):
+        held_keys: dict[tuple, tuple[str, int]] = {}
+        for other in held:
+            for row, key in enumerate(content[other]):
+                held_keys.setdefault(key, (other, row))
+        shared = [row for row, key in enumerate(content[name]) if key in held_keys]
+        if not shared:
+            continue
+        other, other_row = held_keys[content[name][shared[0]]]
+        audio = undecoded_audio(splits[name], audio_column)[audio_column]
+        other_audio = undecoded_audio(splits[other], audio_column)[audio_column][other_row]
+        logger.warning(
+            "%d %s rows are recordings that are also in a held-out split (e.g. %s row %d %s = %s row %d %s, same "
+            "decoded samples): dropped from %s", len(shared), name, name, shared[0], _describe(audio[shared[0]]),
+            other, other_row, _describe(other_audio), name,
+        )  # fmt: skip
+        keep = sorted(set(range(len(splits[name]))) - set(shared))
+        if not keep:
+            raise ScorerDatasetError(f"every {name} row is a recording of a held-out split")
+        splits[name] = splits[name].select(keep)
+        content[name] = [content[name][i] for i in keep]
+    return splits
+
+
+def _size(value: float) -> float | int:
+    return int(value) if value >= 1 else float(value)
+
+
+def prepare_splits(args: RewardModelTrainingArguments) -> dict[str, Any]:
+    """train / validation / test (+ ``args.report_splits``), each checked, every clip decoded once up front.
+
+    Checks (`validate_scorer_dataset`): columns, missing/NaN/out-of-range scores, data that looks 0-1 scaled
+    under ``score_scale`` 100, and the same (clip, text) with conflicting scores, each an error naming rows.
+    Undecodable clips: an error naming the row and file, or dropped with ``skip_undecodable_audio``. A
+    recording present in a held-out split (same decoded samples, whatever the file name) is dropped from
+    train (and from validation when it is in test), with a warning naming an example.
+    """
+    demo_options = {
+        "hypotheses_per_clip": args.demo_hypotheses_per_clip, "mismatch_fraction": args.demo_mismatch_fraction,
+        "label_noise": args.demo_label_noise, "policy": args.demo_policy,
+        "policy_samples_per_clip": args.demo_policy_samples_per_clip,
+        "policy_temperature": args.demo_policy_temperature,
+    }  # fmt: skip
+    data = load_scorer_dataset(
+        args.dataset_name, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,
+        seed=args.seed, demo_options=demo_options,
+    )  # fmt: skip
+    if args.dataset_train_split not in data:
+        raise ScorerDatasetError(f"no split {args.dataset_train_split!r} in {args.dataset_name!r}; it has {list(data)}")
+    report = [s for s in args.report_splits if s in data]
+    if len(report) < len(args.report_splits):  # e.g. the demo YAML's target_test under one's own data
+        logger.warning("report split(s) %s not in %r (it has %s): not reported",
+                       sorted(set(args.report_splits) - set(report)), args.dataset_name, list(data))  # fmt: skip
+    columns = {"audio_column": args.audio_column, "text_column": args.text_column, "score_column": args.score_column}
+    named = [args.dataset_train_split, args.dataset_validation_split, args.dataset_test_split, *report]
+    for name in dict.fromkeys(n for n in named if n in data):  # as loaded: row numbers are the user's rows
+        try:
+            validate_scorer_dataset(
+                data[name], **columns, score_range=score_range_for_scale(args.score_scale), clip_column=args.clip_column
+            )
+        except ScorerDatasetError as error:
+            raise ScorerDatasetError(f"split {name!r} of {args.dataset_name!r}: {error}") from None
+    train = data[args.dataset_train_split]
+    carve = {"clip_column": args.clip_column, "audio_column": args.audio_column}
+    if args.dataset_test_split in data:
+        test = data[args.dataset_test_split]
+    else:
+        logger.warning("no test split %r: holding out %s of the training clips for the final report",
+                       args.dataset_test_split, args.test_split_size)  # fmt: skip
+        parts = split_by_clip(train, test_size=_size(args.test_split_size), seed=args.seed, **carve)
+        train, test = parts["train"], parts["validation"]
+    if args.dataset_validation_split in data:
+        validation = data[args.dataset_validation_split]
+    else:
+        parts = split_by_clip(train, test_size=_size(args.eval_split_size), seed=args.seed + 1, **carve)
+        train, validation = parts["train"], parts["validation"]
+    splits = {"train": train, "validation": validation, "test": test}
+    splits.update({name: data[name] for name in report})
+    content = {}
+    for name in list(splits):
+        splits[name], content[name] = _drop_undecodable(
+            name, splits[name], args.audio_column, args.skip_undecodable_audio
+        )
+    splits = _drop_shared_recordings(splits, content, args.audio_column)
+    if args.max_train_samples is not None:
+        splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
+    if args.max_eval_samples is not None:
+        for name in splits.keys() - {"train"}:
+            splits[name] = splits[name].select(range(min(args.max_eval_samples, len(splits[name]))))
+    return splits
