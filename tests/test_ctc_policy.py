@@ -48,9 +48,49 @@ def built():
     return {name: build() for name, build in BUILDERS.items()}
 
 
-@pytest.fixture(params=list(BUILDERS))
-def ctc(request, built):
-    model, processor = built[request.param]
+def other_ctc_architectures() -> dict:
+    """Tiny HuBERT, WavLM (raw waveform, wav2vec2's API; layer-norm front ends, run with an attention mask like
+    their large checkpoints) and Wav2Vec2-BERT (mel input_features) CTC models."""
+    from transformers import (
+        HubertConfig,
+        HubertForCTC,
+        SeamlessM4TFeatureExtractor,
+        Wav2Vec2BertConfig,
+        Wav2Vec2BertForCTC,
+        Wav2Vec2BertProcessor,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Processor,
+        WavLMConfig,
+        WavLMForCTC,
+    )
+
+    tokenizer = bambara_ctc_tokenizer()
+    small = dict(
+        vocab_size=len(tokenizer), pad_token_id=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, layerdrop=0.0, apply_spec_augment=False, hidden_dropout=0.0, attention_dropout=0.0,
+    )  # fmt: skip
+    conv = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 8, 4), conv_stride=(5, 8, 8), num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True)  # fmt: skip
+    raw = Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(return_attention_mask=True), tokenizer=tokenizer)
+    torch.manual_seed(0)
+    return {
+        "hubert": (HubertForCTC(HubertConfig(**small, **conv)), raw),
+        "wavlm": (WavLMForCTC(WavLMConfig(**small, **conv)), raw),
+        "wav2vec2-bert": (
+            Wav2Vec2BertForCTC(Wav2Vec2BertConfig(**small, feature_projection_input_dim=160)),
+            Wav2Vec2BertProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tokenizer),
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def others():
+    return other_ctc_architectures()
+
+
+@pytest.fixture(params=[*BUILDERS, "hubert", "wavlm", "wav2vec2-bert"])
+def ctc(request, built, others):
+    model, processor = {**built, **others}[request.param]
     return copy.deepcopy(model), processor
 
 

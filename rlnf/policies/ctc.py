@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,12 +197,14 @@ def output_frames(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor
 
 def _input_lengths(feature_extractor: Any, samples: int) -> int:
     """Input length (samples or feature frames) the feature extractor gives a clip of ``samples`` samples."""
-    out = feature_extractor(
-        [np.zeros(samples, dtype=np.float32)],
-        sampling_rate=feature_extractor.sampling_rate,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # silence: normalising a near-empty clip
+        warnings.simplefilter("ignore")
+        out = feature_extractor(
+            [np.zeros(samples, dtype=np.float32)],
+            sampling_rate=feature_extractor.sampling_rate,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
     return int(out["attention_mask"].sum())
 
 
