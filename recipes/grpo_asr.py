@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, GenerationConfig  # noqa: E402
+from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor  # noqa: E402
 from trl import TrlParser, get_peft_config  # noqa: E402
 
 from rlnf import ASRGRPOConfig, ASRGRPOTrainer, get_reward_funcs  # noqa: E402
@@ -31,7 +31,7 @@ from rlnf.assets import resolve_model_path  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.plotting import plot_training_curves  # noqa: E402
-from rlnf.policies.asr_pipeline import set_generation_prefix  # noqa: E402
+from rlnf.policies.asr_pipeline import convert_folder  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
@@ -105,10 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     if main_process:
         output = Path(args.output_dir)
         processor.save_pretrained(output)
-        if (output / "generation_config.json").exists():  # full model (not a LoRA adapter): greedy, rlnf's prefix
-            greedy = GenerationConfig.from_pretrained(output)
-            greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k = False, None, None, None
-            set_generation_prefix(greedy, args.language, args.task).save_pretrained(output)
+        if (output / "config.json").exists():  # a full model (not a LoRA adapter): ready for the ASR pipeline
+            convert_folder(output, language=args.language, task=args.task)
         card = asr_model_card(
             method="GRPO", base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=script_args.dataset_test_split,

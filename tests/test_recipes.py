@@ -112,6 +112,22 @@ def test_resume_argument() -> None:
         resume_argument("outputs/not-there/checkpoint-5")
 
 
+def _assert_pipeline_matches_greedy(folder: Path, assets: dict[str, Path]) -> None:
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
+
+    from rlnf.audio import load_audio
+    from rlnf.policies.asr_pipeline import pipeline_ready
+    from rlnf.policies.whisper import transcribe
+
+    model, processor = AutoModelForSpeechSeq2Seq.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+    assert pipeline_ready(processor.tokenizer)
+    clips = [load_audio(assets["root"] / "clips" / f"c{i}.wav") for i in range(3)]
+    greedy = transcribe(model, processor, clips, max_new_tokens=20)
+    asr = pipeline("automatic-speech-recognition", model=str(folder))
+    kwargs = {"num_beams": 1, "max_new_tokens": 20}
+    assert [asr({"raw": c, "sampling_rate": 16000}, generate_kwargs=kwargs)["text"] for c in clips] == greedy
+
+
 # ----------------------------------------------------------------------------------------------- GRPO runs
 def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, caplog) -> None:
     out = tmp_path / "lora"
@@ -137,6 +153,7 @@ def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
     assert f"| after training | {first['eval_after']['eval_wer']:.3f} |" in card
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation.get("do_sample") in (None, False) and generation["task"] == "transcribe"
+    _assert_pipeline_matches_greedy(out, assets)  # from a policy whose special tokens came first
 
     # Resume: "before" is the run's stored one, not a new evaluation of whatever is loaded now.
     marker = {"eval_wer": 0.123, "eval_cer": 0.456, "eval_loss": None}
@@ -186,12 +203,6 @@ def test_grpo_logs_to_tensorboard_and_writes_the_completions_table(assets, tmp_p
 
 # ----------------------------------------------------------------------------------------------- SFT
 def test_sft_on_own_csv_pipeline_ready_with_card(assets, tmp_path: Path) -> None:
-    from transformers import pipeline
-
-    from rlnf.audio import load_audio
-    from rlnf.policies.asr_pipeline import pipeline_ready
-    from rlnf.policies.whisper import transcribe
-
     out = tmp_path / "sft"
     results = sft_recipe.main([
         "--dataset_name", str(assets["csv"]), "--eval_split_size", "0.25", "--output_dir", str(out),
@@ -203,16 +214,7 @@ def test_sft_on_own_csv_pipeline_ready_with_card(assets, tmp_path: Path) -> None
     card = (out / "README.md").read_text()
     assert "supervised fine-tuning" in card and f"| after training | {results['after']['wer']:.3f} |" in card
 
-    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
-
-    model, processor = AutoModelForSpeechSeq2Seq.from_pretrained(out), AutoProcessor.from_pretrained(out)
-    assert pipeline_ready(processor.tokenizer)
-    clips = [load_audio(assets["root"] / "clips" / f"c{i}.wav") for i in range(3)]
-    greedy = transcribe(model, processor, clips, max_new_tokens=20)
-    asr = pipeline("automatic-speech-recognition", model=str(out))
-    greedy_kwargs = {"num_beams": 1, "max_new_tokens": 20}
-    piped = [asr({"raw": c, "sampling_rate": 16000}, generate_kwargs=greedy_kwargs)["text"] for c in clips]
-    assert piped == greedy
+    _assert_pipeline_matches_greedy(out, assets)
 
 
 # ----------------------------------------------------------------------------------------------- templates

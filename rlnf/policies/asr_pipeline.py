@@ -133,26 +133,30 @@ def prepare_for_asr_pipeline(
     return model, processor
 
 
-def convert_folder(folder: str, *, language: str | None = None, task: str | None = "transcribe") -> bool:
-    """Rewrite a saved Whisper policy in ``folder`` to be pipeline-ready (a maintainer command for policies saved
-    before rlnf did it when saving). Returns False when it already was."""
-    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+def convert_folder(folder: str | Path, *, language: str | None = None, task: str | None = "transcribe") -> bool:
+    """Rewrite the saved Whisper policy in ``folder`` for the ASR pipeline: vocabulary in Whisper's order, rlnf's
+    decoder prefix and no sampling settings (a GRPO run leaves its sampling temperature in the model's generation
+    config) in ``generation_config.json``. Returns whether the vocabulary had to be renumbered."""
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, GenerationConfig
 
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(folder)
     processor = AutoProcessor.from_pretrained(folder)
-    if pipeline_ready(processor.tokenizer) and getattr(model.generation_config, "task", None) == task:
-        return False
-    model, processor = prepare_for_asr_pipeline(model, processor, language=language, task=task)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return True
+    renumber = not pipeline_ready(processor.tokenizer)
+    if renumber:
+        model = AutoModelForSpeechSeq2Seq.from_pretrained(folder)
+        model, processor = move_special_tokens_last(model, processor)
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    generation = GenerationConfig.from_pretrained(folder)
+    generation.do_sample, generation.temperature, generation.top_p, generation.top_k = False, None, None, None
+    set_generation_prefix(generation, language, task).save_pretrained(folder)
+    return renumber
 
 
 if __name__ == "__main__":  # python -m rlnf.policies.asr_pipeline FOLDER [FOLDER ...]
     import sys
 
     for path in sys.argv[1:]:
-        print(f"{path}: {'converted' if convert_folder(path) else 'already pipeline-ready'}")
+        print(f"{path}: {'renumbered' if convert_folder(path) else 'vocabulary already in order'}, prefix set")
 
 
 __all__ = [
