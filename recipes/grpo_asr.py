@@ -56,6 +56,11 @@ class GRPOScriptArguments(ASRScriptArguments):
     reward_model_path: str | None = field(
         default="demo", metadata={"help": "reward model folder or hub id ('demo': the shipped demo reward model)"}
     )
+    merge_lora: bool = field(
+        default=True,
+        metadata={"help": "with --use_peft, also save the merged model in OUTPUT_DIR/merged (a plain checkpoint for "
+                  "the ASR pipeline and rlnf transcribe; the adapter stays in OUTPUT_DIR)"},
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,6 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
         processor.save_pretrained(output)
         if (output / "config.json").exists():  # a full model (not a LoRA adapter): ready for the ASR pipeline
             convert_folder(output, language=args.language, task=args.task)
+        elif script_args.merge_lora and hasattr(trainer.model, "merge_and_unload"):
+            trainer.model.merge_and_unload().save_pretrained(output / "merged")
+            processor.save_pretrained(output / "merged")
+            convert_folder(output / "merged", language=args.language, task=args.task)
         card = asr_model_card(
             method="GRPO", base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=script_args.dataset_test_split,

@@ -138,6 +138,7 @@ def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, 
     assert "held out 2 of the 8 rows of 'train' by clip" in caplog.text  # the CSV has no 'test' split
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     assert json.loads((out / "adapter_config.json").read_text())["task_type"] is None
+    _assert_pipeline_matches_greedy(out / "merged", assets)  # the merged copy is a plain, pipeline-ready checkpoint
     card = (out / "README.md").read_text()
     assert "pipeline_tag: automatic-speech-recognition" in card and "text-generation" not in card
     assert "`reward_model` (weight 0.25), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
