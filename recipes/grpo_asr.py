@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         if use_reward_model else None
     )  # fmt: skip
     warn_reference_free(script_args.reward_funcs, args.reference_column)
-    train, held_out = load_train_eval(
+    train, held_out, held_out_name = load_train_eval(
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
     )
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
             convert_folder(output / "merged", language=args.language, task=args.task)
         card = asr_model_card(
             method="GRPO", base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
-            train_split=script_args.dataset_train_split, eval_split=script_args.dataset_test_split,
+            train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, rewards=script_args.reward_funcs, reward_weights=args.reward_weights,
             reward_model=script_args.reward_model_path if use_reward_model else None, steps=trainer.state.global_step,
         )  # fmt: skip

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
     check_world_size(training_args.world_size)
     set_seed(training_args.seed)
     audio, text = script_args.audio_column, script_args.reference_column
-    train, held_out = load_train_eval(script_args, audio_column=audio, text_column=text, seed=training_args.seed)
+    train, held_out, held_out_name = load_train_eval(
+        script_args, audio_column=audio, text_column=text, seed=training_args.seed
+    )
     model, processor = build_policy(script_args, list(train[text]))
     frames = feature_frames(model.config, processor.feature_extractor, "model")
     collator = SpeechSeq2SeqCollator(processor, frames=frames, audio_column=audio, text_column=text)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         processor.save_pretrained(output)
         card = asr_model_card(
             method="SFT", base_model=script_args.model_name_or_path, dataset=script_args.dataset_name,
-            train_split=script_args.dataset_train_split, eval_split=script_args.dataset_test_split,
+            train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, steps=trainer.state.global_step,
         )  # fmt: skip
         save_card(card, output)

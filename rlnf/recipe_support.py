@@ -94,9 +94,10 @@ def resume_argument(value: str | bool | None) -> str | bool | None:
 
 def load_train_eval(
     script_args: ASRScriptArguments, *, audio_column: str, text_column: str | None, seed: int
-) -> tuple[Any, Any]:
-    """(train, held_out) from the script arguments: the named splits, a carved held-out split when the data has
-    none, capped by ``max_eval_samples``."""
+) -> tuple[Any, Any, str]:
+    """(train, held_out, held_out_name) from the script arguments: the named splits, or a held-out split carved
+    out of the training split by clip when the data has none (its name then says so, for the model card),
+    capped by ``max_eval_samples``."""
     data = load_asr_dataset(
         script_args.dataset_name, script_args.dataset_config, audio_column=audio_column, text_column=text_column
     )
@@ -104,9 +105,13 @@ def load_train_eval(
         data, script_args.dataset_train_split, script_args.dataset_test_split,
         eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column,
     )  # fmt: skip
-    if script_args.max_eval_samples is not None:
-        held_out = held_out.select(range(min(script_args.max_eval_samples, len(held_out))))
-    return train, held_out
+    name = script_args.dataset_test_split
+    if name not in data or name == script_args.dataset_train_split:
+        name = f"{len(held_out)} clips held out of the training split (seed {seed})"
+    if script_args.max_eval_samples is not None and script_args.max_eval_samples < len(held_out):
+        held_out = held_out.select(range(script_args.max_eval_samples))
+        name = f"{name}, first {script_args.max_eval_samples} rows"
+    return train, held_out, name
 
 
 def run_before(output_dir: str | os.PathLike, evaluate: Callable[[], dict], *, resuming: bool, main: bool) -> dict:

@@ -142,6 +142,7 @@ def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, 
     card = (out / "README.md").read_text()
     assert "pipeline_tag: automatic-speech-recognition" in card and "text-generation" not in card
     assert "`reward_model` (weight 0.25), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
+    assert "evaluation split `2 clips held out of the training split (seed 0)`" in card
 
 
 def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
