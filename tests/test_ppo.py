@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -519,3 +520,41 @@ def test_demo_yamls_parse_with_their_config(name):
     if name == "ppo":
         assert (args.value_model, args.num_ppo_epochs, args.num_mini_batches) == ("separate", 2, 2)
         assert args.per_device_train_batch_size * args.num_mini_batches == 16  # the GRPO demo's completions/step
+
+
+# --------------------------------------------------------------------------------------------------
+# CTC policies: the audio critic (one value per clip), sequence-level advantages
+# --------------------------------------------------------------------------------------------------
+
+
+def test_ctc_policy_with_the_audio_critic(tmp_path, audio_dataset):
+    from rlnf.policies.tiny_ctc import tiny_wav2vec2_ctc
+    from rlnf.trainers import ASRPPOTrainer
+
+    model, processor = tiny_wav2vec2_ctc()
+    args = make_ppo_args(tmp_path, value_model="audio", per_device_train_batch_size=4, num_generations=2)
+    args.num_ppo_epochs = 2
+    args.max_steps = 2
+    trainer = ASRPPOTrainer(model, overlap, args=args, train_dataset=audio_dataset, processing_class=processor)
+    critic = trainer.value_model
+    assert isinstance(critic, SequenceValueModel)
+    # The critic pools real frames only: a clip's value does not depend on the longer clip padded next to it.
+    waveforms = [np.asarray(audio_dataset[i]["audio"]["array"], dtype=np.float32) for i in (0, 3)]
+    with torch.no_grad():
+        both = critic(ClipBatch(trainer.policy.clip_inputs(waveforms, torch.device("cpu"), torch.float32), None))
+        alone = critic(ClipBatch(trainer.policy.clip_inputs(waveforms[:1], torch.device("cpu"), torch.float32), None))
+    assert "attention_mask" in trainer.policy.clip_inputs(waveforms, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(both[:1], alone, atol=1e-5, rtol=1e-4)
+    before_critic, before_policy = params(critic), params(trainer.model)
+    trainer.train()
+    assert moved(before_critic, critic, "encoder.") and moved(before_critic, critic, "head.")
+    assert moved(before_policy, trainer.model)
+    assert "val/explained_variance" in trainer.state.log_history[0]
+    with pytest.raises(ValueError, match="value_model='separate' needs a decoder; a ctc policy takes"):
+        ASRPPOTrainer(
+            copy.deepcopy(model),
+            overlap,
+            args=make_ppo_args(tmp_path, per_device_train_batch_size=4),
+            train_dataset=audio_dataset,
+            processing_class=processor,
+        )

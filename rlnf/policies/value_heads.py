@@ -169,7 +169,12 @@ class SequenceValueModel(nn.Module):
     @classmethod
     def from_policy(cls, policy: nn.Module, dropout: float = 0.0) -> SequenceValueModel:
         base = _plain_copy(policy)
-        encoder = base.get_encoder() if hasattr(base, "get_encoder") else getattr(base, base.base_model_prefix)
+        # Encoder-decoder: its audio encoder. Encoder-only (CTC): the whole base model below the CTC head (its
+        # own get_encoder() would be the transformer stack alone, which does not take audio).
+        if getattr(base.config, "is_encoder_decoder", False):
+            encoder = base.get_encoder()
+        else:
+            encoder = getattr(base, base.base_model_prefix)
         config = base.config
         hidden = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
         if hidden is None:
