@@ -32,6 +32,7 @@ from rlnf.testing import BAMBARA_SAMPLE as TEXTS  # noqa: E402
 
 LOGP_TOLERANCE = 0.05  # mean |log p_bf16 - log p_fp32| per token (bf16 keeps ~3 significant digits)
 LOSS_TOLERANCE = 0.02  # relative difference of the loss
+STEP_LOSS_TOLERANCE = 1e-3  # the trainer's loss of one step: its policy term is ~0 on-policy, its KL term is small
 
 
 def _policy(opts: argparse.Namespace):
@@ -166,8 +167,42 @@ def run_precision(opts: argparse.Namespace) -> dict:
         "loss_relative_diff": abs(loss16 - loss32) / max(abs(loss32), 1e-8),
         "sequence_logp_fp32_mean": float(np.mean(fp32.sum(1).tolist())),
     }
-    result["pass"] = result["logp_mean_abs_diff"] < LOGP_TOLERANCE and result["loss_relative_diff"] < LOSS_TOLERANCE
+    result.update(_trainer_step_losses(opts, policy, processor, folder))
+    result["pass"] = (
+        result["logp_mean_abs_diff"] < LOGP_TOLERANCE
+        and result["loss_relative_diff"] < LOSS_TOLERANCE
+        and result["step_loss_abs_diff"] < STEP_LOSS_TOLERANCE
+    )
     return result
+
+
+def _trainer_step_losses(opts: argparse.Namespace, policy, processor, folder: Path) -> dict:
+    """The trainer's own GRPO loss of one generated batch (one clip x G, beta 0.04, the reward model), computed in
+    fp32 and again under bf16 autocast from the same completions, rewards and reference log-probs."""
+    import torch
+    from datasets import Dataset
+
+    from rlnf.rewards.audio_text_reward import AudioTextReward
+    from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+
+    paths = _clips(1, folder, opts.seconds)
+    dataset = Dataset.from_dict({"audio": paths, "text": [TEXTS[0]]})
+    args = ASRGRPOConfig(
+        output_dir=str(folder / "step"), per_device_train_batch_size=opts.generations,
+        num_generations=opts.generations, max_completion_length=opts.max_completion_length, beta=0.04,
+        report_to=[], seed=0, bf16=False, use_cpu=opts.device == "cpu", pad_features_to="30s",
+    )  # fmt: skip
+    reward = AudioTextReward.from_pretrained("demo", device=opts.device)
+    trainer = ASRGRPOTrainer(policy, [reward], args=args, train_dataset=dataset, processing_class=processor)
+    rows = [dict(trainer.train_dataset[0]) for _ in range(opts.generations)]
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this calls around
+    batch = trainer._generate_and_score_completions(rows)
+    with torch.no_grad():
+        fp32 = float(trainer.compute_loss(trainer.model, batch))
+        with torch.autocast(opts.device, dtype=torch.bfloat16):
+            bf16 = float(trainer.compute_loss(trainer.model, batch))
+    return {"step_loss_fp32": fp32, "step_loss_bf16": bf16, "step_loss_abs_diff": abs(bf16 - fp32)}
 
 
 def main() -> None:
