@@ -558,3 +558,25 @@ def test_ctc_policy_with_the_audio_critic(tmp_path, audio_dataset):
             train_dataset=audio_dataset,
             processing_class=processor,
         )
+
+
+def test_lora_policy_uses_the_base_model_as_reference(tmp_path, tiny_whisper, audio_dataset):
+    from peft import LoraConfig
+
+    from rlnf.trainers import ASRPPOTrainer
+
+    model, processor = copy.deepcopy(tiny_whisper[0]), tiny_whisper[1]
+    trainer = ASRPPOTrainer(
+        model,
+        overlap,
+        args=make_ppo_args(tmp_path, max_steps=2, num_ppo_epochs=2, kl_coef=0.2),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    assert trainer.ref_model is None  # the reference is the base model, adapters off
+    before = params(trainer.model)
+    trainer.train()
+    changed = moved(before, trainer.model)
+    assert changed and all("lora_" in name for name in changed)
+    assert trainer.state.log_history[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)
