@@ -41,6 +41,7 @@ from rlnf.recipe_support import (  # noqa: E402
     run_before,
     warn_reference_free,
     with_base_config,
+    with_clip_ids,
 )
 
 DEMO_CONFIG = Path(__file__).with_name("grpo_asr_demo.yaml")
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
         audio_column=args.audio_column, reference_column=args.reference_column,
     )  # fmt: skip
     trainer = ASRGRPOTrainer(
-        model=model, reward_funcs=reward_funcs, args=args, train_dataset=train, eval_dataset=held_out,
+        model=model, reward_funcs=reward_funcs, args=args, train_dataset=with_clip_ids(train, args.audio_column),
+        eval_dataset=held_out,
         processing_class=processor, peft_config=get_peft_config(model_args),
     )  # fmt: skip
     main_process = trainer.is_world_process_zero()

@@ -114,6 +114,22 @@ def load_train_eval(
     return train, held_out, name
 
 
+def clip_id(item: Any, index: int) -> str:
+    """A short name for a clip: its file name when it has a path, else its row number."""
+    path = item if isinstance(item, (str, os.PathLike)) else (item.get("path") if isinstance(item, dict) else None)
+    return os.path.basename(os.fspath(path)) if path else f"row {index}"
+
+
+def with_clip_ids(dataset: Any, audio_column: str) -> Any:
+    """``dataset`` with a ``prompt`` column naming each row's clip, unless it has one: the ASR trainers' prompt is
+    the decoder prefix and a dataset prompt only reaches the rewards, so TRL's completions table
+    (``log_completions``) then shows which clip each transcript is of."""
+    if not dataset.column_names or "prompt" in dataset.column_names:  # a stream without features: left alone
+        return dataset
+    names = [clip_id(item, i) for i, item in enumerate(dataset[audio_column])]
+    return dataset.add_column("prompt", names)
+
+
 def run_before(output_dir: str | os.PathLike, evaluate: Callable[[], dict], *, resuming: bool, main: bool) -> dict:
     """The run's evaluation before training: computed and kept in ``output_dir`` on a fresh run, read back from
     there when resuming (the policy then is the checkpoint's, not the run's starting point)."""
@@ -163,10 +179,12 @@ def warn_reference_free(reward_funcs: Sequence[Any], reference_column: str | Non
 __all__ = [
     "ASRModelConfig",
     "ASRScriptArguments",
+    "clip_id",
     "load_train_eval",
     "log_into_output_dir",
     "resume_argument",
     "run_before",
     "warn_reference_free",
+    "with_clip_ids",
     "with_base_config",
 ]

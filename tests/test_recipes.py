@@ -198,6 +198,9 @@ def test_grpo_logs_to_tensorboard_and_writes_the_completions_table(assets, tmp_p
     for table, reward in zip(tables, logged):
         assert list(table.columns) == ["step", "prompt", "completion", "reward_model", "wer", "reference", "advantage"]
         assert len(table) == 4 and set(table["reference"]) <= references  # one clip x 4 transcripts per step
+        assert table["prompt"].nunique() == 1 and table["prompt"].iloc[0] in {f"c{i}.wav" for i in range(8)}
+        clip = int(table["prompt"].iloc[0][1:-4])
+        assert set(table["reference"]) == {TEXTS[clip % len(TEXTS)]}  # the clip id names the clip referenced
         total = sum(weights[name] * table[name] for name in weights)
         assert total.mean() == pytest.approx(reward, rel=1e-5)  # the logged reward is the table's weighted sum
         assert table["advantage"].sum() == pytest.approx(0.0, abs=1e-3)  # group-normalised within the clip
