@@ -28,7 +28,9 @@ import torch  # noqa: E402
 from transformers import set_seed  # noqa: E402
 from trl import TrlParser  # noqa: E402
 
+from rlnf.model_cards import reward_model_card, save_card  # noqa: E402
 from rlnf.recipe_support import resume_argument, with_base_config  # noqa: E402
+from rlnf.trainers.audio_augmentation import ChannelAugmentation  # noqa: E402
 from rlnf.trainers.reward_model_config import (  # noqa: E402
     RewardModelTrainingArguments,
     reward_architecture_arguments,
@@ -83,15 +85,19 @@ def train(args: RewardModelTrainingArguments, architecture: dict[str, Any]) -> d
     set_seed(args.seed)  # the initial weights do not depend on how much randomness data prep used
     model = build_reward_model(args, processor, architecture)
     logger.info("model: %s fusion, %d parameters", model.config.fusion_type, model.num_parameters())
+    columns = {"audio_column": args.audio_column, "text_column": args.text_column, "score_column": args.score_column}
     collator = RewardDataCollator(
-        processor, args.score_scale, audio_column=args.audio_column, text_column=args.text_column,
-        score_column=args.score_column, cache_audio_mb=args.cache_audio_mb, dedupe_audio=args.group_by_clip,
-    )  # fmt: skip
+        processor, args.score_scale, **columns, cache_audio_mb=args.cache_audio_mb, dedupe_audio=args.group_by_clip
+    )
+    augment = ChannelAugmentation(probability=args.augment_probability) if args.augment_audio else None
+    train_collator = RewardDataCollator(
+        processor, args.score_scale, **columns, dedupe_audio=args.group_by_clip, augment=augment, seed=args.seed
+    )
     keys = clip_keys(splits["train"], clip_column=args.clip_column, audio_column=args.audio_column)
     trainer = RewardModelTrainer(
         model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
         data_collator=collator, compute_metrics=compute_metrics, processor=processor,
-        train_clip_keys=keys if args.group_by_clip else None,
+        train_clip_keys=keys if args.group_by_clip else None, train_data_collator=train_collator if augment else None,
     )  # fmt: skip
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -108,6 +114,7 @@ def train(args: RewardModelTrainingArguments, architecture: dict[str, Any]) -> d
         held_out = {name: rows for name, rows in splits.items() if name not in ("train", "validation")}
         summary["test"] = report_splits(trainer.model, processor, held_out, args, Path(args.output_dir))
         trainer.log_metrics("test", summary["test"])
+        save_card(reward_model_card(model.config, metrics=summary["test"], dataset=args.dataset_name), args.output_dir)
         if args.export_dir:
             export(trainer.model, processor, args.output_dir, args.export_dir)
     trainer.accelerator.wait_for_everyone()  # no rank exits while rank 0 still writes (aborts at exit otherwise)

@@ -140,11 +140,19 @@ def reward_model_card(
         tags=["reward-model", "rlnf", "safetensors"], datasets=[data_id] if data_id else None,
     )  # fmt: skip
     fusion_in = c.audio_conv_channels + 2 * c.lstm_hidden
+    if c.fusion_type == "cross_attention":
+        fusion_in += 4 * c.lstm_hidden
+    elif c.fusion_type == "alignment":  # AlignmentFusion.output_dim
+        fusion_in += 2 * c.alignment_dim + c.alignment_dim // 2 + 7
     fusion = (
         f"Concatenate [audio_emb ({c.audio_conv_channels}), text_emb ({2 * c.lstm_hidden})]"
         if c.fusion_type == "late"
         else f"Cross-attention: the text tokens attend over the audio frames ({c.num_attention_heads} heads), then "
         "pooled and concatenated"
+        if c.fusion_type == "cross_attention"
+        else f"Alignment: frame context ({c.alignment_context_layers} dilated convs, width {c.alignment_dim}), the "
+        "transcript's CTC likelihood over the frames, and token/frame attention with a diagonal position prior "
+        f"({c.num_attention_heads} heads), pooled with the masks and concatenated with [audio_emb, text_emb]"
     )
     lines = [
         "# Reward model", "", "## Description", "",
@@ -171,7 +179,9 @@ def reward_model_card(
         f"Linear({c.head_hidden} -> {c.head_hidden}) -> ReLU -> Linear({c.head_hidden} -> 1) -> Sigmoid",
         "- Output: a scalar in [0, 1] (the reward)", "",
         "## Objective", "",
-        "- Loss: mean squared error to the annotated score (scaled to [0, 1])", "",
+        "- Loss: mean squared error to the annotated score (scaled to [0, 1])"
+        + (f"; plus {c.ctc_loss_weight:g} x the CTC loss of exact transcripts (label 1)"
+           if c.fusion_type == "alignment" and getattr(c, "ctc_loss_weight", 0) else ""), "",
         "## Example Usage", "",
         "```bash", "pip install rlnf", f'rlnf score clip.wav "i ni ce" --model {model_id}', "```", "",
         "```python", "import torch", "from rlnf import RewardModel, RewardModelProcessor", "",

@@ -8,6 +8,7 @@ import pytest
 
 from rlnf.data import CORRUPTION_KINDS, corrupt_transcript, generate_sentences, make_scorer_dataset, transcript_score
 from rlnf.data.synthetic import BAMBARA_ALPHABET
+from rlnf.text import normalize_reward_text
 
 BAMBARA_LETTERS = set("ɛɔɲŋ")
 
@@ -40,7 +41,8 @@ def test_scores_equal_an_independent_cer(asr_rows):
     assert set(out.column_names) >= {"audio", "text", "score", "reference", "clip_id", "kind"}
     assert "extra" not in out.column_names
     for row in out:
-        expected = 100 * max(0.0, 1 - levenshtein(row["reference"], row["text"]) / len(row["reference"]))
+        reference, text = normalize_reward_text(row["reference"]), normalize_reward_text(row["text"])  # as rewards do
+        expected = 100 * max(0.0, 1 - levenshtein(reference, text) / len(reference))
         assert row["score"] == pytest.approx(expected, abs=1e-9)
         assert row["reference"] == asr_rows[row["clip_id"]]["text"]
         assert row["audio"] == asr_rows[row["clip_id"]]["audio"]

@@ -582,3 +582,33 @@ def test_eval_reward_cli_writes_json_and_png(straight_run, tmp_path, capsys):
     assert (tmp_path / "eval_train.png").stat().st_size > 10_000
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mse"] == metrics["mse"]
     assert cli_main(["eval-reward", "--model", str(out), "--dataset", str(data), "--split", "nope"]) == 2
+
+
+def test_augmentation_is_seeded_by_the_batch_and_used_for_training_only(tmp_path):
+    from transformers import TrainingArguments
+
+    from rlnf.trainers.audio_augmentation import ChannelAugmentation
+
+    wave = sine_clip(1.0, 300, seed=0)
+    assert np.array_equal(ChannelAugmentation(probability=0.0)(wave, np.random.default_rng(0)), wave)
+    perturbed = ChannelAugmentation(probability=1.0)(wave, np.random.default_rng(0))
+    assert perturbed.dtype == np.float32 and np.isfinite(perturbed).all() and perturbed.shape != wave.shape
+    model, processor = tiny_reward_model(tmp_path / "t")
+    clips = [{"array": sine_clip(0.8, 200 + 80 * c, seed=c), "sampling_rate": 16000} for c in range(2)]
+    rows = [{"audio": clips[c], "text": BAMBARA_SAMPLE[k], "score": 50.0} for c, k in ((0, 1), (1, 2), (0, 3))]
+    augmenting = RewardDataCollator(processor, dedupe_audio=True, augment=ChannelAugmentation(probability=1.0), seed=3)
+    first, again = augmenting(rows), augmenting(rows)
+    assert torch.equal(first["audio"], again["audio"]) and first["audio_index"].tolist() == [0, 1, 0]
+    plain = RewardDataCollator(processor, dedupe_audio=True)
+    assert first["audio"].shape != plain(rows)["audio"].shape  # speed-perturbed: other frame counts
+    other_texts = augmenting([rows[0], rows[1], {**rows[2], "text": BAMBARA_SAMPLE[5]}])  # clip 0 in another batch
+    assert not torch.equal(other_texts["audio_attention_mask"][0], first["audio_attention_mask"][0]) or not (
+        torch.equal(other_texts["audio"][0], first["audio"][0])
+    )
+    dataset = datasets.Dataset.from_list(rows)
+    args = TrainingArguments(output_dir=str(tmp_path / "o"), report_to="none", use_cpu=True,
+                             remove_unused_columns=False, per_device_train_batch_size=3)  # fmt: skip
+    trainer = RewardModelTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset,
+                                 data_collator=plain, train_data_collator=augmenting, processor=processor)  # fmt: skip
+    assert trainer.get_train_dataloader().collate_fn is augmenting
+    assert trainer.get_eval_dataloader().collate_fn is plain

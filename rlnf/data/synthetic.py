@@ -7,7 +7,10 @@ by borrowing the transcript of another clip (a mismatch: fluent text that does n
 
 Score (documented, the target the reward model learns)::
 
-    score = 100 * max(0, 1 - CER(reference, hypothesis))        # jiwer.cer on the strings as stored
+    score = 100 * max(0, 1 - CER(norm(reference), norm(hypothesis)))   # jiwer.cer, norm = rlnf.text.normalize_reward_text
+
+The normalisation is the one every rlnf reward applies (lower case, no punctuation): the reward model reads
+normalised text, so a score must not depend on case or punctuation it cannot see.
 
 optionally plus Gaussian label noise (standard deviation ``label_noise`` points, clipped to [0, 100]) to
 mimic disagreeing human raters.
@@ -27,6 +30,7 @@ __all__ = [
     "BAMBARA_ALPHABET",
     "CORRUPTION_KINDS",
     "corrupt_transcript",
+    "character_error_rate",
     "make_scorer_dataset",
     "score_hypotheses",
     "transcript_score",
@@ -60,13 +64,21 @@ CORRUPTION_KINDS = (
 _MIXABLE = ("char_substitution", "word_substitution", "deletion", "insertion")
 
 
-def transcript_score(reference: str, hypothesis: str) -> float:
-    """100 * max(0, 1 - CER): 100 for an exact transcript, 0 once the edits outnumber the reference letters."""
+def character_error_rate(reference: str, hypothesis: str) -> float:
+    """jiwer's CER of the normalised strings (`rlnf.text.normalize_reward_text`); the reference must not be empty."""
     import jiwer
 
-    if not reference.strip():
-        raise ValueError("transcript_score needs a non-empty reference")
-    return 100.0 * max(0.0, 1.0 - float(jiwer.cer(reference, hypothesis)))
+    from ..text import normalize_reward_text
+
+    reference, hypothesis = normalize_reward_text(reference), normalize_reward_text(hypothesis)
+    if not reference:
+        raise ValueError("a score needs a non-empty (normalised) reference")
+    return float(jiwer.cer(reference, hypothesis))
+
+
+def transcript_score(reference: str, hypothesis: str) -> float:
+    """100 * max(0, 1 - CER): 100 for an exact transcript, 0 once the edits outnumber the reference letters."""
+    return 100.0 * max(0.0, 1.0 - character_error_rate(reference, hypothesis))
 
 
 def _substitute_char(char: str, rng: np.random.Generator) -> str:
@@ -230,12 +242,11 @@ def make_scorer_dataset(
     Each clip gets ``hypotheses_per_clip`` rows: its exact reference (so every clip shows the top of the
     scale), then hypotheses that are, with probability ``mismatch_fraction``, another clip's transcript and
     otherwise the reference corrupted by a random kind at a rate drawn uniformly from [0.02, ``max_rate``].
-    ``score`` follows the module docstring; ``cer`` is the raw, noise-free CER. ``clip_id`` is the clip's row
+    ``score`` follows the module docstring; ``cer`` is its noise-free CER (normalised strings). ``clip_id`` is the clip's row
     index in ``dataset``. The audio column is copied as stored (never decoded). Deterministic for a seed;
     label noise uses its own generator, so the hypotheses do not depend on ``label_noise``.
     """
     import datasets as hf_datasets
-    import jiwer
 
     _check_inputs(dataset, text_column, audio_column, hypotheses_per_clip, mismatch_fraction, label_noise)
     references = [str(t) for t in dataset[text_column]]
@@ -251,7 +262,7 @@ def make_scorer_dataset(
             reference, index, references, vocabulary, hypotheses_per_clip, mismatch_fraction, max_rate, rng
         )
         for hypothesis, kind, rate in triples:
-            cer = float(jiwer.cer(reference, hypothesis))
+            cer = character_error_rate(reference, hypothesis)
             score = 100.0 * max(0.0, 1.0 - cer)
             if label_noise > 0:
                 score = float(np.clip(score + noise_rng.normal(0.0, label_noise), 0.0, 100.0))
@@ -281,7 +292,6 @@ def score_hypotheses(
     with the same columns and score as `make_scorer_dataset` (score = 100 * max(0, 1 - CER) against the clip's
     reference, so the two kinds of rows mix in one training set)."""
     import datasets as hf_datasets
-    import jiwer
 
     if len(hypotheses) != len(dataset):
         raise ValueError(f"got hypotheses for {len(hypotheses)} clips but the dataset has {len(dataset)}")
@@ -294,7 +304,7 @@ def score_hypotheses(
         for hypothesis in texts:
             if not isinstance(hypothesis, str):
                 raise ValueError(f"clip {index}: hypothesis {hypothesis!r} is not a string")
-            cer = float(jiwer.cer(reference, hypothesis))
+            cer = character_error_rate(reference, hypothesis)
             values = (hypothesis, 100.0 * max(0.0, 1.0 - cer), reference, index, kind, float(rate), cer)
             for key, value in zip(columns, values, strict=True):
                 columns[key].append(value)

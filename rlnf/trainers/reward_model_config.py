@@ -83,6 +83,12 @@ class RewardModelTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "batch a clip's rows together and encode each clip once per batch"}
     )
     cache_audio_mb: float = field(default=1024.0, metadata={"help": "MB of clip features kept in memory (0: none)"})
+    augment_audio: bool = field(
+        default=False,
+        metadata={"help": "perturb training clips (speed, band limit, noise; see rlnf.trainers.audio_augmentation) so "
+                  "the model holds up on other voices and channels; evaluation clips are never perturbed"},
+    )  # fmt: skip
+    augment_probability: float = field(default=0.5, metadata={"help": "probability of each perturbation"})
     torch_threads: int | None = field(
         default=None, metadata={"help": "torch intra-op threads; 1 is much faster on a busy, shared CPU"}
     )

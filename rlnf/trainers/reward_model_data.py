@@ -65,7 +65,7 @@ def sample_transcripts(
     samples_per_clip: int = 4,
     temperature: float = 1.0,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = 64,
     max_new_tokens: int = 96,
 ) -> list[list[str]]:
     """``samples_per_clip`` transcripts of each clip sampled from a speech policy (any rlnf policy family), the
@@ -75,8 +75,13 @@ def sample_transcripts(
     if samples_per_clip < 1 or temperature <= 0:
         raise ValueError(f"need samples_per_clip >= 1 and temperature > 0, got {samples_per_clip}, {temperature}")
     rate = int(processor.feature_extractor.sampling_rate)
-    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=max_new_tokens))
-    policy.configure_sampling({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0})
+    policy = policy_for(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=None))
+    length = len(policy.prompt_ids) + max_new_tokens  # never more positions than the decoder has (tiny: 64)
+    positions = getattr(model.config, "max_target_positions", None)
+    policy.configure_sampling(
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0},
+        {"max_length": min(length, positions) if positions else length},
+    )
     model.eval()
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device

@@ -79,6 +79,11 @@ class RewardDataCollator:
     distinct clip and ``audio_index`` [B] says which one each text goes with. Only `RewardModelTrainer` understands
     that (it encodes each clip once: the audio encoder is most of the cost); pair it with `ClipGroupedSampler`
     so batches actually hold several rows of a clip.
+
+    With ``augment`` (e.g. `rlnf.trainers.audio_augmentation.ChannelAugmentation`, for the TRAINING collator
+    only) each clip is decoded and perturbed before its features are made (no feature cache then). Its draws
+    are seeded by ``seed``, the clip and the texts it comes with in this batch: the same batch (the clip-grouped
+    sampler's order depends only on seed and epoch) is augmented the same way again, e.g. after a resume.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class RewardDataCollator:
         sampling_rate: int | None = None,
         cache_audio_mb: float = 0.0,
         dedupe_audio: bool = False,
+        augment: Any = None,
+        seed: int = 0,
     ) -> None:
         self.processor = processor
         self.score_range = score_range_for_scale(score_scale)
@@ -104,6 +111,20 @@ class RewardDataCollator:
         self.dedupe_audio = dedupe_audio
         self._cache: dict[Any, torch.Tensor] = {}
         self._cached_bytes = 0
+        self.augment = augment
+        self.seed = int(seed)
+
+    def _augmented(self, audios: list[Any], texts: list[list[str]]) -> dict[str, torch.Tensor]:
+        import hashlib
+
+        from ..audio import load_audio
+
+        waveforms = []
+        for index, (item, clip_texts) in enumerate(zip(audios, texts, strict=True)):
+            digest = hashlib.sha256(repr((audio_key(item), clip_texts)).encode()).digest()
+            rng = np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
+            waveforms.append(self.augment(load_audio(item, self.sampling_rate, index=index), rng))
+        return dict(self.processor.extract_audio(waveforms, sampling_rate=16000))
 
     def _features(self, audios: list[Any]) -> dict[str, torch.Tensor]:
         if self.cache_audio_bytes <= 0:
@@ -131,12 +152,19 @@ class RewardDataCollator:
         if len(rows) == 0:
             raise ValueError("RewardDataCollator: empty batch")
         audios = [row[self.audio_column] for row in rows]
-        index = None
+        slots: dict[Any, int] = {}
+        index = [slots.setdefault(audio_key(item), len(slots)) for item in audios]
+        clip_texts = [[row[self.text_column] for row, slot in zip(rows, index) if slot == s] for s in range(len(slots))]
         if self.dedupe_audio:
-            slots: dict[Any, int] = {}
-            index = [slots.setdefault(audio_key(item), len(slots)) for item in audios]
             audios = [audios[index.index(slot)] for slot in range(len(slots))]
-        batch = self._features(audios)
+        if self.augment is None:
+            batch = self._features(audios)
+        elif self.dedupe_audio:
+            batch = self._augmented(audios, clip_texts)
+        else:
+            batch = self._augmented(audios, [clip_texts[slot] for slot in index])
+        if not self.dedupe_audio:
+            index = None
         if index is not None:
             batch["audio_index"] = torch.tensor(index, dtype=torch.long)
         batch.update(self.processor.tokenize([row[self.text_column] for row in rows]))
@@ -455,12 +483,24 @@ class RewardModelTrainer(Trainer):
         *args: Any,
         processor: RewardModelProcessor | None = None,
         train_clip_keys: Sequence[Any] | None = None,
+        train_data_collator: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.train_data_collator = train_data_collator
         self.reward_processor = processor
         self.train_clip_keys = list(train_clip_keys) if train_clip_keys is not None else None
         self.model_accepts_loss_kwargs = False
+
+    def get_train_dataloader(self) -> Any:
+        """With ``train_data_collator`` (e.g. an augmenting one), training batches use it; evaluation does not."""
+        if self.train_data_collator is None:
+            return super().get_train_dataloader()
+        evaluation_collator, self.data_collator = self.data_collator, self.train_data_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = evaluation_collator
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -1,0 +1,45 @@
+"""Channel and speaker augmentation of training clips: a reward model trained on clean audio must still score
+transcripts of other voices, speeds and channels (the situation RL puts it in).
+
+Generic, label-preserving perturbations (the words are unchanged, so the score is too), each applied with
+probability ``probability``: a speed change by resampling (tempo, pitch and formants together, as speaker
+variation does), a random band limit (high-pass 50-400 Hz, low-pass 2.8-6 kHz: microphones, lines, codecs)
+and additive coloured noise at 5-30 dB SNR. The reward model normalises each clip's features, so gain needs
+no perturbation. Draws are seeded by the caller, so a batch is augmented the same way when it is seen again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ChannelAugmentation"]
+
+_SPEEDS = ((9, 10), (19, 20), (21, 20), (11, 10), (23, 20))  # up/down resampling ratios: 0.9x ... 1.15x
+
+
+class ChannelAugmentation:
+    """``augment(waveform, rng)`` -> a perturbed copy (mono float32 at ``sampling_rate``)."""
+
+    def __init__(self, sampling_rate: int = 16000, probability: float = 0.5) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        self.sampling_rate = int(sampling_rate)
+        self.probability = float(probability)
+
+    def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from scipy.signal import butter, lfilter, resample_poly, sosfilt
+
+        out = np.asarray(waveform, dtype=np.float64)
+        if rng.random() < self.probability:
+            up, down = _SPEEDS[int(rng.integers(len(_SPEEDS)))]
+            out = resample_poly(out, up, down)  # more samples at the same rate: slower and lower, and vice versa
+        if rng.random() < self.probability:
+            nyquist = self.sampling_rate / 2
+            band = (float(rng.uniform(50.0, 400.0)), min(float(rng.uniform(2800.0, 6000.0)), 0.95 * nyquist))
+            out = sosfilt(butter(4, band, btype="bandpass", fs=self.sampling_rate, output="sos"), out)
+        if rng.random() < self.probability:
+            noise = lfilter([1.0], [1.0, -float(rng.uniform(0.0, 0.9))], rng.standard_normal(out.shape[0]))
+            power = float(np.mean(out**2)) or 1e-12
+            snr_db = float(rng.uniform(5.0, 30.0))
+            out = out + noise * np.sqrt(power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-12))
+        return out.astype(np.float32)
