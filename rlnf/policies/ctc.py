@@ -267,7 +267,7 @@ class CTCPolicy(SpeechPolicy):
 
     Trainable parameters: the conv feature encoder is frozen by default (``freeze_feature_encoder``), as CTC
     fine-tuning does; ``freeze_encoder=True`` trains the CTC head and, for MMS, the attention adapters only
-    (``freeze_base_model`` + the adapter weights, MMS's adapter-only fine-tuning); a ``peft_config`` trains LoRA.
+    (MMS's adapter-only fine-tuning: the weights of ``model._get_adapters()``); a ``peft_config`` trains LoRA.
     """
 
     family = "ctc"
