@@ -319,6 +319,31 @@ def test_min_receptive_field_from_the_conv_config(built):
         assert int(parakeet._get_subsampling_output_length(features["attention_mask"].sum(-1))[0]) == frames
 
 
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_greedy_evaluation_is_best_path_decoding_clip_by_clip(name, built):
+    """`evaluate_asr` (any family, via policy_for) on a batch of clips == argmax per frame, merge repeats, drop
+    blanks, decode, computed here for each clip alone."""
+    from rlnf.trainers.asr_eval import evaluate_asr
+
+    model, processor = built[name]
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():  # a weaker blank, so the greedy transcripts are not empty
+        head = model.lm_head if name == "wav2vec2" else model.ctc_head
+        head.bias[model.config.pad_token_id] -= 6.0
+    waveforms = clips(3)
+    rows = [{"audio": {"array": w, "sampling_rate": 16000}, "text": "i ni ce"} for w in waveforms]
+    result = evaluate_asr(model, processor, rows, normalizer="none", batch_size=2)
+    expected = []
+    for waveform in waveforms:
+        inputs = processor.feature_extractor([waveform], sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            best = model(**{k: v for k, v in inputs.items() if k in (model.main_input_name, "attention_mask")})
+        path = torch.unique_consecutive(best.logits[0].argmax(-1))
+        labels = [t for t in path.tolist() if t != model.config.pad_token_id]
+        expected.append(processor.tokenizer.decode(labels, group_tokens=False, skip_special_tokens=True))
+    assert result["hypotheses"] == expected and any(expected)
+
+
 # --------------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------------

@@ -596,26 +596,6 @@ class CTCCollator:
         return batch
 
 
-def transcribe(
-    model: Any,
-    processor: Any,
-    audios: Sequence[Any],
-    *,
-    batch_size: int = 8,
-    sampling_rate: int | None = None,
-    device: torch.device | str | None = None,
-) -> list[str]:
-    """Greedy (best-path) transcripts of ``audios`` (anything ``rlnf.audio.load_audio`` reads)."""
-    from rlnf.audio import load_audio
-
-    rate = sampling_rate or int(processor.feature_extractor.sampling_rate)
-    policy = CTCPolicy(model, processor, PolicyOptions(sampling_rate=rate, max_completion_length=None))
-    if device is not None:
-        model.to(device)
-    waveforms = [load_audio(a, rate, index=i, target_sampling_rate=rate) for i, a in enumerate(audios)]
-    return policy.transcribe(model, waveforms, batch_size=batch_size)
-
-
 __all__ = [
     "CTCCollator",
     "CTCPolicy",
@@ -632,5 +612,4 @@ __all__ = [
     "output_frames",
     "sample_paths",
     "sequence_log_probs",
-    "transcribe",
 ]
