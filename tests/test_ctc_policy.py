@@ -421,9 +421,17 @@ def test_policy_for_picks_the_ctc_family(built, tmp_path):
 
     for model, processor in built.values():
         assert isinstance(policy_for(model, processor), CTCPolicy)
-    model, processor = built["wav2vec2"]
-    model.save_pretrained(tmp_path / "w2v")
-    assert type(load_policy_model(str(tmp_path / "w2v"))).__name__ == "Wav2Vec2ForCTC"
+    from transformers import AutoProcessor
+
+    for name, (model, processor) in built.items():  # save -> load by the family's Auto class, same tokens
+        model.save_pretrained(tmp_path / name)
+        processor.save_pretrained(tmp_path / name)
+        loaded, reloaded = load_policy_model(str(tmp_path / name)), AutoProcessor.from_pretrained(tmp_path / name)
+        assert type(loaded) is type(model) and isinstance(policy_for(loaded, reloaded), CTCPolicy)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+        ids = reloaded.tokenizer("aa bɛ", add_special_tokens=False).input_ids
+        assert ids == processor.tokenizer("aa bɛ", add_special_tokens=False).input_ids
+        assert decode_labels(reloaded.tokenizer, [ids]) == ["aa bɛ"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,10 +136,11 @@ def tiny_parakeet_ctc(
     intermediate_size: int = 64,
     num_mel_bins: int = 16,
     subsampling_conv_channels: int = 8,
+    subsampling_factor: int = 8,
     blank_bias: float = 3.0,
     seed: int = 0,
 ) -> tuple[ParakeetForCTC, ParakeetProcessor]:
-    """A random ``ParakeetForCTC`` (FastConformer, 8x subsampling of 10 ms mel frames) and its processor
+    """A random ``ParakeetForCTC`` (FastConformer, ``subsampling_factor`` x 10 ms mel frames) and its processor
     (``blank_bias`` as in `tiny_wav2vec2_ctc`)."""
     tokenizer = tokenizer or bambara_parakeet_tokenizer()
     encoder = {
@@ -150,6 +151,7 @@ def tiny_parakeet_ctc(
         "intermediate_size": intermediate_size,
         "num_mel_bins": num_mel_bins,
         "subsampling_conv_channels": subsampling_conv_channels,
+        "subsampling_factor": subsampling_factor,
         "conv_kernel_size": 9,
         "dropout": 0.0,
         "attention_dropout": 0.0,
