@@ -262,7 +262,8 @@ class CTCPolicy(SpeechPolicy):
     the per-token values sum to ``log p(y|x)``, so TRL's ``importance_sampling_level="sequence"`` ratio is
     ``exp((log p - log p_old) / (L + 1))``, GSPO's length-normalised sequence ratio, and the KL term is TRL's k3
     estimator of that same normalised log-ratio to the reference. With an even spread, ``"token"`` level gives
-    the same ratios. ``max_completion_length`` does not cut CTC transcripts (a transcript can never be longer
+    the same ratios. ``loss_type="grpo"`` averages per transcript; token-summing losses (TRL's default
+    ``"dapo"``, ``"bnpo"``, ``"dr_grpo"``) weight each transcript by its L + 1 tokens. ``max_completion_length`` does not cut CTC transcripts (a transcript can never be longer
     than the clip's frames, and a cut one would be scored as another transcript).
 
     Trainable parameters: the conv feature encoder is frozen by default (``freeze_feature_encoder``), as CTC
