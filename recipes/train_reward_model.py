@@ -41,6 +41,7 @@ from rlnf.trainers.reward_model_evaluation import report_splits  # noqa: E402
 from rlnf.trainers.reward_model_trainer import (  # noqa: E402
     RewardDataCollator,
     RewardModelTrainer,
+    WallClockLimit,
     build_processor,
     build_reward_model,
     clip_keys,
@@ -98,6 +99,7 @@ def train(args: RewardModelTrainingArguments, architecture: dict[str, Any]) -> d
         model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
         data_collator=collator, compute_metrics=compute_metrics, processor=processor,
         train_clip_keys=keys if args.group_by_clip else None, train_data_collator=train_collator if augment else None,
+        callbacks=[WallClockLimit(60 * args.max_train_minutes)] if args.max_train_minutes else None,
     )  # fmt: skip
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

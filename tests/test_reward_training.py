@@ -612,3 +612,14 @@ def test_augmentation_is_seeded_by_the_batch_and_used_for_training_only(tmp_path
                                  data_collator=plain, train_data_collator=augmenting, processor=processor)  # fmt: skip
     assert trainer.get_train_dataloader().collate_fn is augmenting
     assert trainer.get_eval_dataloader().collate_fn is plain
+
+
+def test_a_training_budget_stops_the_run_with_an_evaluated_checkpoint(tmp_path):
+    data = write_scorer_jsonl(tmp_path / "data", clips=8)
+    out = tmp_path / "o"
+    summary = load_recipe().main(["--dataset_name", str(data), "--output_dir", str(out), "--max_steps", "50",
+                                  "--eval_steps", "25", "--save_steps", "25", "--max_train_minutes", "1e-9",
+                                  "--test_split_size", "2", *TINY])  # fmt: skip
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and (out / "checkpoint-1").is_dir()  # stopped after the first step
+    assert any("eval_pearson" in entry for entry in state["log_history"]) and summary["test"]["test_n"] == 6

@@ -92,6 +92,9 @@ class RewardModelTrainingArguments(TrainingArguments):
     torch_threads: int | None = field(
         default=None, metadata={"help": "torch intra-op threads; 1 is much faster on a busy, shared CPU"}
     )
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "stop training after this many minutes of wall-clock time (a budget)"}
+    )
     export_dir: str | None = field(
         default=None,
         metadata={"help": "ALSO save model + processor + metrics here (no checkpoints). Never set by default: the "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from numbers import Real
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..audio import audio_key
@@ -33,6 +34,7 @@ __all__ = [
     "RewardDataCollator",
     "RewardModelTrainer",
     "ScorerDatasetError",
+    "WallClockLimit",
     "auroc",
     "clip_keys",
     "compute_metrics",
@@ -459,6 +461,25 @@ class ClipGroupedSampler(torch.utils.data.Sampler[int]):
         for group in rng.permutation(len(self.groups)):
             rows = self.groups[group]
             yield from (rows[j] for j in rng.permutation(len(rows)))
+
+
+class WallClockLimit(TrainerCallback):
+    """Stop training after ``seconds`` of wall-clock time (a training budget), evaluating and saving that last
+    state so ``load_best_model_at_end`` still chooses among every evaluated one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.start: float | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.start is not None and time.perf_counter() - self.start > self.seconds:
+            logger.warning("training budget of %.0f s reached at step %d: stopping", self.seconds, state.global_step)
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
 
 
 class RewardModelTrainer(Trainer):
