@@ -9,9 +9,10 @@ PPO step is one rollout + one update, like one GRPO/RLOO step (``--ppo-epochs`` 
     python benchmarks/bench_ppo_step.py --steps 1 --warmup 1 --threads 1
     python benchmarks/bench_ppo_step.py --trainers grpo ppo --clips 2 --generations 8
 
-Prints one JSON line: seconds per step of each trainer, its ratio to GRPO, peak RSS, and for PPO the critic's
-share of the step (forward time of the critic's own passes, measured with hooks; its backward, about twice the
-forward, is not included, so the full share is roughly three times the figure).
+Prints one JSON line: wall and CPU seconds per step of each trainer and their ratios to GRPO (on a shared
+machine the CPU-time ratio is the one to read), peak RSS, and for PPO the critic's share of the step's CPU time
+(forward time of the critic's own passes, measured with hooks; its backward, about twice the forward, is not
+included, so the full share is roughly three times the figure).
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
         torch.set_num_threads(opts.threads)
 
     class StepTimer(TrainerCallback):
+        """Wall and CPU seconds per step (CPU time of this process: the work done, whatever else the shared
+        machine runs; with one torch thread it is the fairer comparison)."""
+
         def __init__(self):
-            self.starts, self.durations = [], []
+            self.starts, self.durations, self.cpu = [], [], []
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.starts.append(time.perf_counter())
+            self.starts.append((time.perf_counter(), time.process_time()))
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.durations.append(time.perf_counter() - self.starts[-1])
+            self.durations.append(time.perf_counter() - self.starts[-1][0])
+            self.cpu.append(time.process_time() - self.starts[-1][1])
 
     policy, processor = build_tiny_whisper(
         TEXTS * 4, d_model=384, layers=4, heads=6, ffn_dim=1536, max_source_positions=1500,
@@ -129,8 +134,8 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
     critic = getattr(trainer, "value_model", None)
     if critic is not None and name != "ppo-shared":  # the shared head is a single matmul inside the policy pass
         clock: dict[str, float] = {}
-        critic.register_forward_pre_hook(lambda *_: clock.__setitem__("t", time.perf_counter()))
-        critic.register_forward_hook(lambda *_: critic_seconds.append(time.perf_counter() - clock["t"]))
+        critic.register_forward_pre_hook(lambda *_: clock.__setitem__("t", time.process_time()))
+        critic.register_forward_hook(lambda *_: critic_seconds.append(time.process_time() - clock["t"]))
     marks: list[int] = []
 
     class CriticMarks(TrainerCallback):
@@ -140,6 +145,7 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
     trainer.add_callback(CriticMarks())
     trainer.train()
     measured = timer.durations[opts.warmup :]
+    measured_cpu = timer.cpu[opts.warmup :]
     per_step_critic = [
         sum(critic_seconds[(marks[i - 1] if i else 0) : marks[i]]) for i in range(opts.warmup, len(marks))
     ]
@@ -147,6 +153,7 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
         "trainer": name,
         "seconds_per_step": statistics.median(measured),
         "step_seconds": measured,
+        "cpu_seconds_per_step": statistics.median(measured_cpu),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "completion_mean_length": statistics.mean(
             h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
@@ -154,7 +161,7 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
     }
     if per_step_critic and critic_seconds:
         result["critic_forward_share"] = statistics.median(
-            c / s for c, s in zip(per_step_critic, measured, strict=True)
+            c / s for c, s in zip(per_step_critic, measured_cpu, strict=True)
         )
     if critic is not None:
         result["critic_parameters_m"] = sum(p.numel() for p in critic.parameters()) / 1e6
@@ -189,7 +196,8 @@ def main() -> None:
             sys.stderr.write(done.stderr[-4000:])
             raise SystemExit(f"{name} run failed with exit code {done.returncode}")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    base = results.get("grpo", next(iter(results.values())))["seconds_per_step"]
+    base = results.get("grpo", next(iter(results.values())))
+    base_wall, base_cpu = base["seconds_per_step"], base["cpu_seconds_per_step"]
     print(json.dumps({
         "benchmark": "rl_step_grpo_rloo_ppo",
         "policy": "whisper-tiny-shaped (d_model 384, 4+4 layers, 6 heads, 80 mels, 3000 frames = 30 s, vocab 51865)",
@@ -203,7 +211,9 @@ def main() -> None:
         "torch_threads": opts.threads or "default",
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "seconds_per_step": {k: round(r["seconds_per_step"], 3) for k, r in results.items()},
-        "ratio_to_grpo": {k: round(r["seconds_per_step"] / base, 2) for k, r in results.items()},
+        "cpu_seconds_per_step": {k: round(r["cpu_seconds_per_step"], 3) for k, r in results.items()},
+        "cpu_ratio_to_grpo": {k: round(r["cpu_seconds_per_step"] / base_cpu, 2) for k, r in results.items()},
+        "wall_ratio_to_grpo": {k: round(r["seconds_per_step"] / base_wall, 2) for k, r in results.items()},
         "peak_rss_mib": {k: round(r["peak_rss_mib"]) for k, r in results.items()},
         "cuda_peak_mib": {k: round(r["cuda_peak_mib"]) for k, r in results.items() if "cuda_peak_mib" in r},
         "critic_forward_share_of_step": {
