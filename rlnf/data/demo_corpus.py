@@ -11,7 +11,7 @@ Two acoustic domains, as in real use:
 - **source** (``sft_train``, ``sft_validation``): voice variants :data:`SOURCE_VOICES`, moderate speed and
   pitch, clean. The SFT policy and the reward model are trained here.
 - **target** (``rl_train``, ``test``): other voice variants, faster speech, pitch pushed low or high, and
-  degraded signal (telephone band-pass on most clips, additive coloured noise at 10-20 dB SNR), drawn
+  degraded signal (additive coloured noise at 28-36 dB SNR, telephone band-pass on 10 % of clips), drawn
   deterministically per clip. ``rl_train`` is spoken by speakers :data:`TARGET_RL_VOICES` (T1), ``test`` by
   :data:`TARGET_TEST_VOICES` (T2): held-out sentences *and* held-out speakers. ``rl_train`` keeps its
   transcripts in ``text``, but reference-free RL must not read them.
@@ -74,7 +74,7 @@ __all__ = [
     "split_sentences",
 ]
 
-CORPUS_NAME = "demo_corpus_v2"
+CORPUS_NAME = "demo_corpus_v2.1"
 SAMPLING_RATE = 16_000
 SPLITS = ("sft_train", "sft_validation", "rl_train", "test")
 DOMAINS = ("source", "target")
@@ -85,14 +85,14 @@ DEFAULT_SENTENCES = 6000
 _HELD_OUT = {"test": 0.05, "rl_train": 1 / 6, "sft_validation": 0.05}
 # espeak-ng variants (of the Swahili voice) that sound like plain speakers, in three disjoint groups.
 SOURCE_VOICES = ("m1", "m2", "m3", "m4", "f1", "f2", "f3")
-TARGET_RL_VOICES = ("m5", "m7", "f4", "Andy", "linda", "john")  # speakers T1
-TARGET_TEST_VOICES = ("m6", "f5", "steph", "edward", "belinda", "david")  # speakers T2
+TARGET_RL_VOICES = ("m5", "m7", "f4", "linda")  # speakers T1
+TARGET_TEST_VOICES = ("m6", "f5", "john", "belinda")  # speakers T2
 SOURCE_SPEED, SOURCE_PITCH = (135, 175), (35, 65)  # words per minute (espeak default 175); pitch 0-100 (50)
-TARGET_SPEED = (170, 215)
-TARGET_PITCH = ((12, 30), (70, 88))  # low or high, never the source's middle band
-TARGET_SNR_DB = (10.0, 20.0)
+TARGET_SPEED = (165, 200)
+TARGET_PITCH = ((25, 34), (66, 75))  # low or high, never the source's middle band
+TARGET_SNR_DB = (28.0, 36.0)
 TELEPHONE_BAND = (300.0, 3400.0)
-TELEPHONE_FRACTION = 0.7
+TELEPHONE_FRACTION = 0.1
 _PRONUNCIATION = str.maketrans(
     {
         "ɛ": "e",
