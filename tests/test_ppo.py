@@ -580,3 +580,35 @@ def test_lora_policy_uses_the_base_model_as_reference(tmp_path, tiny_whisper, au
     changed = moved(before, trainer.model)
     assert changed and all("lora_" in name for name in changed)
     assert trainer.state.log_history[0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_of_a_mini_batch_from_independent_forwards(tmp_path, tiny_whisper, audio_dataset):
+    """compute_loss == clipped policy loss + vf_coef x clipped value loss, with the log-probs from a plain per-row
+    Whisper forward and the values from a plain forward of the critic's trunk (no rlnf code path)."""
+    from rlnf.trainers import ASRPPOTrainer
+
+    model, processor = copy.deepcopy(tiny_whisper[0]), tiny_whisper[1]
+    args = make_ppo_args(tmp_path, per_device_train_batch_size=4, vf_coef=0.3, cliprange=0.1, cliprange_value=0.05)
+    trainer = ASRPPOTrainer(model, overlap, args=args, train_dataset=audio_dataset, processing_class=processor)
+    trainer.model.train()
+    batch = trainer._rollout([audio_dataset[i] for i in range(4)])
+    with torch.no_grad():  # move policy and critic so ratios and value clipping are not trivial
+        for module in (trainer.model.model.decoder.layers, trainer.value_model.trunk.decoder.layers):
+            for p in module.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    loss = trainer.compute_loss(trainer.model, batch)
+
+    clips = ClipBatch.from_row_views(batch["audio_clips"], torch.device("cpu"))
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = batch["completion_mask"]
+    width = mask.shape[1]
+    features = clips.features[clips.clip_of_row]
+    with torch.no_grad():
+        logits = trainer.model(input_features=features, decoder_input_ids=ids).logits
+        logps = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, -width:]
+        hidden = trainer.value_model.trunk(input_features=features, decoder_input_ids=ids).last_hidden_state
+        values = trainer.value_model.head(hidden[:, -width - 1 : -1])
+    pg, _, _ = clipped_policy_loss(logps, batch["old_logps"], batch["advantages"], mask, 0.1)
+    vf, vf_clipfrac = clipped_value_loss(values, batch["old_values"], batch["returns"], mask, 0.05)
+    assert vf_clipfrac > 0  # the value clipping is exercised
+    torch.testing.assert_close(loss.detach(), pg + 0.3 * vf, atol=1e-5, rtol=1e-4)
