@@ -222,7 +222,7 @@ REWARD_ARGS = [
     "--per_device_eval_batch_size", "16", "--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true",
     "--dataloader_pin_memory", "false", "--eval_split_size", "2", "--test_split_size", "2", "--seed", "7",
     "--torch_threads", "1", "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-    "--fusion_type", "late",  # flags over the demo YAML (its alignment fusion)
+    "--fusion_type", "late", "--augment_audio", "false",  # flags over the demo YAML (alignment, augmentation)
     "--dropout", "0",  # dropout masks are drawn per process
     "--optim", "sgd", "--learning_rate", "0.5",  # see the test's docstring
 ]  # fmt: skip

@@ -86,7 +86,8 @@ class RewardModelTrainingArguments(TrainingArguments):
     augment_audio: bool = field(
         default=False,
         metadata={"help": "perturb training clips (speed, band limit, noise; see rlnf.trainers.audio_augmentation) so "
-                  "the model holds up on other voices and channels; evaluation clips are never perturbed"},
+                  "the model holds up on other voices and channels; evaluation clips are never perturbed. Draws are seeded by "
+                  "the batch, so a run repeats exactly, but ranks of a multi-process run draw per rank"},
     )  # fmt: skip
     augment_probability: float = field(default=0.5, metadata={"help": "probability of each perturbation"})
     torch_threads: int | None = field(
