@@ -82,8 +82,11 @@ class CrossAttentionFusion(nn.Module):
         super().__init__()
         text_dim = 2 * config.lstm_hidden
         self.attention = nn.MultiheadAttention(
-            text_dim, config.num_attention_heads, kdim=config.audio_conv_channels,
-            vdim=config.audio_conv_channels, batch_first=True,
+            text_dim,
+            config.num_attention_heads,
+            kdim=config.audio_conv_channels,
+            vdim=config.audio_conv_channels,
+            batch_first=True,
         )
         self.norm = nn.LayerNorm(text_dim)
 
@@ -177,7 +180,12 @@ class AlignmentFusion(nn.Module):
     def _prepared(self, audio: RewardAudioEncoding) -> tuple[torch.Tensor, ...]:
         prepared = audio.frames if audio.frames is not None else self.audio_frames(audio.states, audio.mask)
         dim = self.heads * self.head_dim
-        return prepared[..., :dim], prepared[..., dim : 2 * dim], prepared[..., 2 * dim : 3 * dim], prepared[..., 3 * dim :]
+        return (
+            prepared[..., :dim],
+            prepared[..., dim : 2 * dim],
+            prepared[..., 2 * dim : 3 * dim],
+            prepared[..., 3 * dim :],
+        )
 
     def ctc_nll(self, audio: RewardAudioEncoding, text: RewardTextEncoding) -> tuple[torch.Tensor, torch.Tensor]:
         """CTC negative log-likelihood [B] of each transcript (its tokens without the final ``</s>``) and the
@@ -277,7 +285,10 @@ class RewardModel(RewardPreTrainedModel):
         self.audio_encoder = nn.Sequential(*layers)
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_token_id)
         self.lstm = nn.LSTM(
-            config.embed_dim, config.lstm_hidden, num_layers=config.lstm_layers, batch_first=True,
+            config.embed_dim,
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
             bidirectional=True,
         )
         text_dim = 2 * config.lstm_hidden
@@ -289,9 +300,13 @@ class RewardModel(RewardPreTrainedModel):
             self.fusion = AlignmentFusion(config)
             head_in += self.fusion.output_dim
         self.head = nn.Sequential(
-            nn.Linear(head_in, config.head_hidden), nn.ReLU(), nn.Dropout(config.dropout),
-            nn.Linear(config.head_hidden, config.head_hidden), nn.ReLU(),
-            nn.Linear(config.head_hidden, 1), nn.Sigmoid(),
+            nn.Linear(head_in, config.head_hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.head_hidden, config.head_hidden),
+            nn.ReLU(),
+            nn.Linear(config.head_hidden, 1),
+            nn.Sigmoid(),
         )
         self.post_init()
 
