@@ -289,13 +289,14 @@ def test_mismatch_pairs_use_the_reference_and_another_sentence():
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
-    """10 steps straight through (2+ epochs), checkpoints every 5 steps."""
+    """10 steps straight through (2+ epochs), checkpoints every 5 steps; the demo YAML's augmentation is on, so the
+    resume test also shows augmented batches are drawn again identically. The final model is the step-10 one."""
     root = tmp_path_factory.mktemp("reward_recipe")
     data = write_scorer_jsonl(root / "data")
     out = root / "straight"
     summary = load_recipe().main([
         "--dataset_name", str(data), "--output_dir", str(out), "--max_steps", "10", "--save_steps", "5",
-        "--eval_strategy", "steps", "--eval_steps", "5", *TINY,
+        "--eval_strategy", "steps", "--eval_steps", "5", "--load_best_model_at_end", "false", *TINY,
     ])  # fmt: skip
     return data, out, summary
 
@@ -327,7 +328,8 @@ def test_resume_from_checkpoint_gives_the_same_weights(straight_run, tmp_path):
     shutil.copytree(out / "checkpoint-5", resumed / "checkpoint-5")  # as if the run had died after step 5
     load_recipe().main([
         "--dataset_name", str(data), "--output_dir", str(resumed), "--max_steps", "10", "--save_steps", "5",
-        "--eval_strategy", "steps", "--eval_steps", "5", "--resume_from_checkpoint", "true", *TINY,
+        "--eval_strategy", "steps", "--eval_steps", "5", "--load_best_model_at_end", "false",
+        "--resume_from_checkpoint", "true", *TINY,
     ])  # fmt: skip
     straight, again = load_file(out / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert straight.keys() == again.keys()
