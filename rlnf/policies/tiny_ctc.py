@@ -172,10 +172,28 @@ def tiny_parakeet_ctc(
     return model, processor
 
 
+def demo_parakeet_ctc(seed: int = 0) -> tuple[ParakeetForCTC, ParakeetProcessor]:
+    """The demo CTC policy's architecture (random weights, 0.56 M parameters): a FastConformer with 40 ms frames
+    (4x subsampling of 40 mel bins), 96 wide, 3 layers; no blank bias (SFT learns it). Trained by
+    ``benchmarks/ctc_demo_learning.py`` on the demo corpus' source domain."""
+    return tiny_parakeet_ctc(
+        hidden_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=256,
+        num_mel_bins=40,
+        subsampling_conv_channels=32,
+        subsampling_factor=4,
+        blank_bias=0.0,
+        seed=seed,
+    )
+
+
 __all__ = [
     "BAMBARA_LETTERS",
     "bambara_ctc_tokenizer",
     "bambara_parakeet_tokenizer",
+    "demo_parakeet_ctc",
     "tiny_parakeet_ctc",
     "tiny_wav2vec2_ctc",
 ]
