@@ -23,15 +23,16 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor  # noqa: E402
+from transformers import AutoProcessor  # noqa: E402
 from trl import TrlParser, get_peft_config  # noqa: E402
 
-from rlnf import ASRGRPOConfig, ASRGRPOTrainer, get_reward_funcs  # noqa: E402
+from rlnf import get_reward_funcs  # noqa: E402
 from rlnf.assets import resolve_model_path  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.plotting import plot_training_curves  # noqa: E402
 from rlnf.policies.asr_pipeline import convert_folder  # noqa: E402
+from rlnf.policies.base import load_policy_model  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
@@ -43,6 +44,7 @@ from rlnf.recipe_support import (  # noqa: E402
     with_base_config,
     with_clip_ids,
 )
+from rlnf.trainers.choice import demo_config, method_name, pop_trainer_choice, trainer_classes  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).with_name("grpo_asr_demo.yaml")
 METRICS = ("eval_wer", "eval_cer")
@@ -66,8 +68,11 @@ class GRPOScriptArguments(ASRScriptArguments):
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    parser = TrlParser((GRPOScriptArguments, ASRGRPOConfig, ASRModelConfig))
-    script_args, args, model_args = parser.parse_args_and_config(args=with_base_config(argv, DEMO_CONFIG))
+    trainer_name, argv = pop_trainer_choice(argv)  # --trainer grpo|rloo|ppo: the config class sets the schema
+    config_class, trainer_class = trainer_classes(trainer_name)
+    parser = TrlParser((GRPOScriptArguments, config_class, ASRModelConfig))
+    base = demo_config(trainer_name, DEMO_CONFIG.parent)
+    script_args, args, model_args = parser.parse_args_and_config(args=with_base_config(argv, base))
     check_world_size(args.world_size)
     resume = resume_argument(args.resume_from_checkpoint)
     model_path = resolve_model_path(model_args.model_name_or_path)
@@ -81,13 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
     )
 
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(model_path, dtype=model_args.dtype or "auto")
+    model = load_policy_model(model_path, dtype=model_args.dtype or "auto")  # Whisper or CTC
     processor = AutoProcessor.from_pretrained(model_path)
     reward_funcs, args.reward_weights = get_reward_funcs(
         script_args.reward_funcs, weights=args.reward_weights, reward_model_path=reward_model_path,
         audio_column=args.audio_column, reference_column=args.reference_column,
     )  # fmt: skip
-    trainer = ASRGRPOTrainer(
+    trainer = trainer_class(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=with_clip_ids(train, args.audio_column),
         eval_dataset=held_out,
         processing_class=processor, peft_config=get_peft_config(model_args),
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(args.output_dir)
 
     log = trainer.state.log_history
-    rewards = [row["reward"] for row in log if "reward" in row]
+    rewards = [row.get("reward", row.get("objective/scores")) for row in log if "reward" in row or "objective/scores" in row]
     results = {
         "eval_before": {k: before.get(k) for k in METRICS},
         "eval_after": {k: after.get(k) for k in METRICS},
@@ -112,14 +117,17 @@ def main(argv: list[str] | None = None) -> dict:
     if main_process:
         output = Path(args.output_dir)
         processor.save_pretrained(output)
+        whisper = getattr(model.config, "is_encoder_decoder", False)  # CTC models need no pipeline conversion
         if (output / "config.json").exists():  # a full model (not a LoRA adapter): ready for the ASR pipeline
-            convert_folder(output, language=args.language, task=args.task)
+            if whisper:
+                convert_folder(output, language=args.language, task=args.task)
         elif script_args.merge_lora and hasattr(trainer.model, "merge_and_unload"):
             trainer.model.merge_and_unload().save_pretrained(output / "merged")
             processor.save_pretrained(output / "merged")
-            convert_folder(output / "merged", language=args.language, task=args.task)
+            if whisper:
+                convert_folder(output / "merged", language=args.language, task=args.task)
         card = asr_model_card(
-            method="GRPO", base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
+            method=method_name(trainer_name), base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, rewards=script_args.reward_funcs, reward_weights=args.reward_weights,
             reward_model=script_args.reward_model_path if use_reward_model else None, steps=trainer.state.global_step,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 from conftest import TEXTS, synthetic_clip
 
@@ -511,3 +512,31 @@ def test_pins_admit_the_gpu_machine_versions() -> None:
             tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}  # fmt: skip
     for name, version in {"torch": "2.11.0", "transformers": "5.17.0", "accelerate": "1.15.0"}.items():
         assert pins[name].specifier.contains(version), f"{name} {version} is refused by {pins[name]}"
+
+
+@pytest.mark.parametrize("trainer", ["rloo", "ppo"])
+def test_trainer_flag_runs_rloo_and_ppo_from_their_demo_yaml(assets, tmp_path: Path, trainer: str) -> None:
+    out = tmp_path / trainer
+    flags = grpo_flags(assets, out, "--trainer", trainer, "--num_generations", "2")
+    results = grpo_recipe.main(flags)
+    assert results["global_steps"] == 2 and results["mean_reward_first_log"] is not None
+    assert "eval_wer" in results["eval_after"] and (out / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="--trainer must be one of grpo, rloo, ppo, got 'dpo'"):
+        grpo_recipe.main(grpo_flags(assets, out, "--trainer", "dpo"))
+
+
+def test_grpo_recipe_trains_a_ctc_policy(assets, tmp_path: Path) -> None:
+    from rlnf.policies.tiny_ctc import tiny_wav2vec2_ctc
+
+    model, processor = tiny_wav2vec2_ctc()
+    model.save_pretrained(tmp_path / "ctc")
+    processor.save_pretrained(tmp_path / "ctc")
+    out = tmp_path / "ctc-out"
+    results = grpo_recipe.main(
+        grpo_flags(assets, out, "--model_name_or_path", str(tmp_path / "ctc"), "--importance_sampling_level", "sequence")
+    )
+    assert results["global_steps"] == 2 and results["eval_after"]["eval_cer"] is not None
+    reloaded = type(model).from_pretrained(out)  # trained: the CTC head moved, the frozen conv front end did not
+    assert not torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
+    front = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
+    assert torch.equal(reloaded.state_dict()[front], model.state_dict()[front])
