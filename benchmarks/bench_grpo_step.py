@@ -25,14 +25,31 @@ import tempfile
 import time
 from pathlib import Path
 
-for _name, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                      "TOKENIZERS_PARALLELISM": "false"}.items():
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
     os.environ.setdefault(_name, _value)
 
 TEXTS = [
-    "i ni ce", "i ni sɔgɔma", "a bɛ so kɔnɔ", "ne tɔgɔ ye Fanta ye", "an bɛ taa sugu la", "muso ni cɛ bɛ baara la",
-    "ɲɔ ni malo sɔngɔ ka gɛlɛn", "sanji bɛ na bi", "tile ka kalan kosɛbɛ", "den fila bɛ yen", "i ka kɛnɛ wa",
-    "n bɛ taa foro la sini", "jiri ka jan", "kɔgɔ ni tulu bɛ feere yan", "ŋaniya ka ɲi", "bamanankan ka di n ye",
+    "i ni ce",
+    "i ni sɔgɔma",
+    "a bɛ so kɔnɔ",
+    "ne tɔgɔ ye Fanta ye",
+    "an bɛ taa sugu la",
+    "muso ni cɛ bɛ baara la",
+    "ɲɔ ni malo sɔngɔ ka gɛlɛn",
+    "sanji bɛ na bi",
+    "tile ka kalan kosɛbɛ",
+    "den fila bɛ yen",
+    "i ka kɛnɛ wa",
+    "n bɛ taa foro la sini",
+    "jiri ka jan",
+    "kɔgɔ ni tulu bɛ feere yan",
+    "ŋaniya ka ɲi",
+    "bamanankan ka di n ye",
 ]
 
 
@@ -83,8 +100,15 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
             self.durations.append(time.perf_counter() - self.starts[-1])
 
     policy, processor = build_tiny_whisper(
-        TEXTS * 4, d_model=384, layers=4, heads=6, ffn_dim=1536, max_source_positions=1500,
-        max_target_positions=448, model_vocab_size=51865, seed=0,
+        TEXTS * 4,
+        d_model=384,
+        layers=4,
+        heads=6,
+        ffn_dim=1536,
+        max_source_positions=1500,
+        max_target_positions=448,
+        model_vocab_size=51865,
+        seed=0,
     )
     with tempfile.TemporaryDirectory() as folder:
         reward_processor = train_tokenizer(TEXTS * 8, folder, vocab_size=128)
@@ -129,8 +153,9 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
     )
     trainer_class = ASRGRPOTrainer if mode == "shared" else NaiveASRGRPOTrainer
     timer = StepTimer()
-    trainer = trainer_class(policy, rewards, args=args, train_dataset=dataset, processing_class=processor,
-                            callbacks=[timer])
+    trainer = trainer_class(
+        policy, rewards, args=args, train_dataset=dataset, processing_class=processor, callbacks=[timer]
+    )
     encoder_rows: list[int] = []
     encoder = trainer.model.get_encoder()
     encoder.register_forward_hook(lambda _m, _a, out: encoder_rows.append(out.last_hidden_state.shape[0]))
@@ -146,8 +171,8 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
 
     trainer.add_callback(RewardTimer())
     trainer.train()
-    measured = timer.durations[opts.warmup:]
-    measured_rewards = reward_seconds_per_step[opts.warmup:]
+    measured = timer.durations[opts.warmup :]
+    measured_rewards = reward_seconds_per_step[opts.warmup :]
     step = statistics.median(measured)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
@@ -194,33 +219,50 @@ def main() -> None:
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
 
     shared, naive = results["shared"], results["naive"]
-    print(json.dumps({
-        "benchmark": "grpo_step_encoder_once_per_clip",
-        "policy": "whisper-tiny-shaped (d_model 384, 4+4 layers, 6 heads, 80 mels, 3000 frames, vocab 51865)",
-        "clips_per_step": opts.clips,
-        "num_generations": opts.generations,
-        "max_completion_length": opts.max_completion_length,
-        "beta": opts.beta,
-        "freeze_encoder": opts.freeze_encoder,
-        "device": "cuda" if "cuda_peak_mib" in shared else "cpu",
-        "cpu_count": os.cpu_count(),
-        "torch_threads": opts.threads or "default",
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews timings
-        "seconds_per_step": {"encoder_once_per_clip": round(shared["seconds_per_step"], 3),
-                             "naive": round(naive["seconds_per_step"], 3)},
-        "speedup": round(naive["seconds_per_step"] / shared["seconds_per_step"], 2),
-        "peak_rss_mib": {"encoder_once_per_clip": round(shared["peak_rss_mib"]),
-                         "naive": round(naive["peak_rss_mib"])},
-        "cuda_peak_mib": {k: round(v["cuda_peak_mib"]) for k, v in (("encoder_once_per_clip", shared),
-                                                                      ("naive", naive)) if "cuda_peak_mib" in v},
-        "encoder_rows_per_step": {"encoder_once_per_clip": shared["encoder_rows_per_step"],
-                                  "naive": naive["encoder_rows_per_step"]},
-        "reward_share_of_step": {"encoder_once_per_clip": round(shared["reward_share"], 4),
-                                 "naive": round(naive["reward_share"], 4)},
-        "reward_seconds_per_step": round(shared["reward_seconds_per_step"], 3),
-        "completion_mean_length": shared["completion_mean_length"],
-        "step_seconds": {"encoder_once_per_clip": shared["step_seconds"], "naive": naive["step_seconds"]},
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "grpo_step_encoder_once_per_clip",
+                "policy": "whisper-tiny-shaped (d_model 384, 4+4 layers, 6 heads, 80 mels, 3000 frames, vocab 51865)",
+                "clips_per_step": opts.clips,
+                "num_generations": opts.generations,
+                "max_completion_length": opts.max_completion_length,
+                "beta": opts.beta,
+                "freeze_encoder": opts.freeze_encoder,
+                "device": "cuda" if "cuda_peak_mib" in shared else "cpu",
+                "cpu_count": os.cpu_count(),
+                "torch_threads": opts.threads or "default",
+                "load_average_at_end": [
+                    round(x, 2) for x in os.getloadavg()
+                ],  # other work on the machine skews timings
+                "seconds_per_step": {
+                    "encoder_once_per_clip": round(shared["seconds_per_step"], 3),
+                    "naive": round(naive["seconds_per_step"], 3),
+                },
+                "speedup": round(naive["seconds_per_step"] / shared["seconds_per_step"], 2),
+                "peak_rss_mib": {
+                    "encoder_once_per_clip": round(shared["peak_rss_mib"]),
+                    "naive": round(naive["peak_rss_mib"]),
+                },
+                "cuda_peak_mib": {
+                    k: round(v["cuda_peak_mib"])
+                    for k, v in (("encoder_once_per_clip", shared), ("naive", naive))
+                    if "cuda_peak_mib" in v
+                },
+                "encoder_rows_per_step": {
+                    "encoder_once_per_clip": shared["encoder_rows_per_step"],
+                    "naive": naive["encoder_rows_per_step"],
+                },
+                "reward_share_of_step": {
+                    "encoder_once_per_clip": round(shared["reward_share"], 4),
+                    "naive": round(naive["reward_share"], 4),
+                },
+                "reward_seconds_per_step": round(shared["reward_seconds_per_step"], 3),
+                "completion_mean_length": shared["completion_mean_length"],
+                "step_seconds": {"encoder_once_per_clip": shared["step_seconds"], "naive": naive["step_seconds"]},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--audio-form", choices=["dict", "array"], default="dict",
+        "--audio-form",
+        choices=["dict", "array"],
+        default="dict",
         help="dict: a fresh {'array', 'sampling_rate'} per row (compared by content); array: one object",
     )
     args = parser.parse_args()
@@ -159,10 +161,13 @@ def main() -> None:
         contenders[f"reward_plus_{extra}"] = partial(reward, completions=more_texts, audio=more_audios)
         contenders[f"text_encoder_{extra}"] = text_encoder(model, processor, added)
     timings = race(contenders, args.repeats)
-    one = race({
-        "score": encode_and_score_one(model, processor, clips[0]),
-        "text": text_encoder(model, processor, hypotheses(1, seed=999)),
-    }, args.repeats * 20)
+    one = race(
+        {
+            "score": encode_and_score_one(model, processor, clips[0]),
+            "text": text_encoder(model, processor, hypotheses(1, seed=999)),
+        },
+        args.repeats * 20,
+    )
 
     def ms(seconds: float) -> float:
         return round(1000 * seconds, 2)
@@ -174,12 +179,20 @@ def main() -> None:
     naive_t, reward_t = timings["naive"], timings["reward"]
     result = {
         "benchmark": "reward_function",
-        "clips": args.clips, "group": args.group, "seconds": args.seconds, "rows": len(texts),
-        "batch_size": args.batch_size, "threads": torch.get_num_threads(), "audio_form": args.audio_form,
-        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "clips": args.clips,
+        "group": args.group,
+        "seconds": args.seconds,
+        "rows": len(texts),
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "audio_form": args.audio_form,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
         "max_abs_score_diff": max_abs_diff,
-        "naive_ms": ms(naive_t["wall"]), "naive_median_ms": ms(naive_t["wall_median"]),
-        "reward_ms": ms(reward_t["wall"]), "reward_median_ms": ms(reward_t["wall_median"]),
+        "naive_ms": ms(naive_t["wall"]),
+        "naive_median_ms": ms(naive_t["wall_median"]),
+        "reward_ms": ms(reward_t["wall"]),
+        "reward_median_ms": ms(reward_t["wall_median"]),
         "speedup": round(naive_t["wall"] / reward_t["wall"], 2),
         "speedup_cpu_time": round(naive_t["cpu"] / reward_t["cpu"], 2),
     }
@@ -194,13 +207,15 @@ def main() -> None:
         )
         result[f"marginal_vs_text_encoder_g{g}_g{args.group}"] = marginal(extra, "wall")
         result[f"marginal_vs_text_encoder_g{g}_g{args.group}_cpu_time"] = marginal(extra, "cpu")
-    result.update({
-        "one_hypothesis_encode_and_score_ms": ms(one["score"]["wall"]),
-        "one_hypothesis_text_encoder_ms": ms(one["text"]["wall"]),
-        "marginal_vs_text_encoder_one": round(one["score"]["wall"] / one["text"]["wall"], 2),
-        "marginal_vs_text_encoder_one_cpu_time": round(one["score"]["cpu"] / one["text"]["cpu"], 2),
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # other work on the machine
-    })
+    result.update(
+        {
+            "one_hypothesis_encode_and_score_ms": ms(one["score"]["wall"]),
+            "one_hypothesis_text_encoder_ms": ms(one["text"]["wall"]),
+            "marginal_vs_text_encoder_one": round(one["score"]["wall"] / one["text"]["wall"], 2),
+            "marginal_vs_text_encoder_one_cpu_time": round(one["score"]["cpu"] / one["text"]["cpu"], 2),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # other work on the machine
+        }
+    )
     print(json.dumps(result))
 
 

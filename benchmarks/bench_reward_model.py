@@ -99,13 +99,32 @@ def _peak_child(args: argparse.Namespace) -> None:
             extra_kb = _status_kb("VmHWM") - before_rss
         else:
             extra_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_max
-        print(json.dumps({"extra_peak_mb": round(extra_kb / 1024, 1), "rss_mb": round((before_rss or 0) / 1024, 1),
-                          "method": method}))
+        print(
+            json.dumps(
+                {
+                    "extra_peak_mb": round(extra_kb / 1024, 1),
+                    "rss_mb": round((before_rss or 0) / 1024, 1),
+                    "method": method,
+                }
+            )
+        )
 
 
 def _peak(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--peak_child", mode, "--pairs", str(args.pairs), "--seconds",
-               str(args.seconds), "--threads", str(args.threads), "--fusion_type", args.fusion_type]
+    command = [
+        sys.executable,
+        __file__,
+        "--peak_child",
+        mode,
+        "--pairs",
+        str(args.pairs),
+        "--seconds",
+        str(args.seconds),
+        "--threads",
+        str(args.threads),
+        "--fusion_type",
+        args.fusion_type,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 

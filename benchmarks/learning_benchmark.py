@@ -34,8 +34,16 @@ SETTINGS: dict[str, list[str]] = {
     "wer+rm": ["--reward_funcs", "reward_model", "wer"],
     "wer": ["--reward_funcs", "wer", "--reward_weights", "1.0"],
     "rm_only": [
-        "--reward_funcs", "reward_model", "repetition_penalty", "empty_penalty",
-        "--reward_weights", "1.0", "1.0", "1.0", "--reference_column", "None",
+        "--reward_funcs",
+        "reward_model",
+        "repetition_penalty",
+        "empty_penalty",
+        "--reward_weights",
+        "1.0",
+        "1.0",
+        "1.0",
+        "--reference_column",
+        "None",
     ],
 }
 
@@ -45,8 +53,20 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
     results_file = out / "results.json"
     if results_file.exists():
         return {"setting": setting, "seed": seed, **json.loads(results_file.read_text())}
-    command = [sys.executable, str(RECIPE), "--config", str(args.config), *SETTINGS[setting],
-               "--seed", str(seed), "--output_dir", str(out), "--save_strategy", "no", *args.extra]
+    command = [
+        sys.executable,
+        str(RECIPE),
+        "--config",
+        str(args.config),
+        *SETTINGS[setting],
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(out),
+        "--save_strategy",
+        "no",
+        *args.extra,
+    ]
     if args.max_steps is not None:
         command += ["--max_steps", str(args.max_steps)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -75,7 +95,11 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
         per_seed = [
             {
                 "seed": r["seed"],
-                **{f"{m}_{when}": r[f"eval_{when}"][f"eval_{m}"] for m in ("wer", "cer") for when in ("before", "after")},
+                **{
+                    f"{m}_{when}": r[f"eval_{when}"][f"eval_{m}"]
+                    for m in ("wer", "cer")
+                    for when in ("before", "after")
+                },
             }
             for r in rows
         ]
@@ -85,7 +109,10 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
 
         table[setting] = {
             "per_seed": per_seed,
-            **{key: mean_sd([row[key] for row in per_seed]) for key in ("wer_before", "wer_after", "wer_rel", "cer_before", "cer_after", "cer_rel")},
+            **{
+                key: mean_sd([row[key] for row in per_seed])
+                for key in ("wer_before", "wer_after", "wer_rel", "cer_before", "cer_after", "cer_rel")
+            },
         }
     return table
 
@@ -95,6 +122,7 @@ def markdown(table: dict[str, dict]) -> str:
         "| setting | seeds | WER before | WER after | rel. change | CER before | CER after | rel. change |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
     def ms(s: dict, key: str, pct: bool = False) -> str:
         mean, sd = s[key]
         return f"{100 * mean:+.1f} ± {100 * sd:.1f} %" if pct else f"{mean:.3f} ± {sd:.3f}"
@@ -104,7 +132,11 @@ def markdown(table: dict[str, dict]) -> str:
             f"| {setting} | {len(s['per_seed'])} | {ms(s, 'wer_before')} | {ms(s, 'wer_after')} | {ms(s, 'wer_rel', True)} "
             f"| {ms(s, 'cer_before')} | {ms(s, 'cer_after')} | {ms(s, 'cer_rel', True)} |"
         )
-    lines += ["", "| setting | seed | WER before -> after | rel. | CER before -> after | rel. |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| setting | seed | WER before -> after | rel. | CER before -> after | rel. |",
+        "|---|---|---|---|---|---|",
+    ]
     for setting, s in table.items():
         for row in s["per_seed"]:
             lines.append(

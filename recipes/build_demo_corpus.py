@@ -14,24 +14,16 @@ from rlnf.data import build_demo_corpus, load_demo_corpus, make_scorer_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--output-dir", type=Path, default=None, help="corpus folder (default: the rlnf cache)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", type=Path, default=None, help="corpus folder (default: the rlnf cache)")
     parser.add_argument("--voices-per-sentence", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-sentences", type=int, default=None, help="keep only this many sentences")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if a corpus is there")
-    parser.add_argument(
-        "--scorer-data", type=Path, default=None, help="also save scorer rows here (save_to_disk)"
-    )
+    parser.add_argument("--scorer-data", type=Path, default=None, help="also save scorer rows here (save_to_disk)")
     parser.add_argument("--hypotheses-per-clip", type=int, default=6)
     parser.add_argument("--mismatch-fraction", type=float, default=0.15)
-    parser.add_argument(
-        "--label-noise", type=float, default=0.0, help="std of Gaussian noise on scores (points)"
-    )
+    parser.add_argument("--label-noise", type=float, default=0.0, help="std of Gaussian noise on scores (points)")
     return parser.parse_args(argv)
 
 
@@ -48,9 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     splits = load_demo_corpus(cache_dir=corpus)
     counts = ", ".join(f"{name} {len(ds)}" for name, ds in splits.items())
-    print(
-        f"corpus: {corpus} ({counts} clips, {folder_megabytes(corpus):.1f} MB, {time.perf_counter() - start:.1f} s)"
-    )
+    print(f"corpus: {corpus} ({counts} clips, {folder_megabytes(corpus):.1f} MB, {time.perf_counter() - start:.1f} s)")
     if args.scorer_data is None:
         return
     # Embed the audio bytes so the saved rows do not depend on the cache folder.

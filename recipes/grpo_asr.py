@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(args.output_dir)
 
     log = trainer.state.log_history
-    rewards = [row.get("reward", row.get("objective/scores")) for row in log if "reward" in row or "objective/scores" in row]
+    rewards = [
+        row.get("reward", row.get("objective/scores")) for row in log if "reward" in row or "objective/scores" in row
+    ]
     results = {
         "eval_before": {k: before.get(k) for k in METRICS},
         "eval_after": {k: after.get(k) for k in METRICS},

@@ -33,8 +33,10 @@ def synthetic_clip(seconds: float, freq: float, seed: int = 0, sampling_rate: in
 def audio_rows() -> list[dict]:
     """Four rows ``{"audio": {"array", "sampling_rate"}, "text"}`` of 1.0, 1.3, 1.6 and 1.9 s."""
     return [
-        {"audio": {"array": synthetic_clip(1.0 + 0.3 * i, 180.0 + 70 * i, seed=i), "sampling_rate": SAMPLING_RATE},
-         "text": text}
+        {
+            "audio": {"array": synthetic_clip(1.0 + 0.3 * i, 180.0 + 70 * i, seed=i), "sampling_rate": SAMPLING_RATE},
+            "text": text,
+        }
         for i, text in enumerate(TEXTS)
     ]
 

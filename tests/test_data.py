@@ -77,9 +77,7 @@ def test_higher_rates_damage_more(kind):
     def mean_score(rate: float) -> float:
         rng = np.random.default_rng(0)
         return float(
-            np.mean(
-                [transcript_score(s, corrupt_transcript(s, rng, kind, rate, vocabulary)) for s in sentences]
-            )
+            np.mean([transcript_score(s, corrupt_transcript(s, rng, kind, rate, vocabulary)) for s in sentences])
         )
 
     low, mid, high = mean_score(0.05), mean_score(0.3), mean_score(0.8)
@@ -126,15 +124,11 @@ def test_scorer_data_is_deterministic_and_label_noise_only_moves_scores(asr_rows
 
 
 def test_audio_column_is_kept_as_stored_even_when_decodable(asr_rows):
-    decodable = asr_rows.rename_column("audio", "speech").cast_column(
-        "speech", datasets.Audio(sampling_rate=16000)
-    )
+    decodable = asr_rows.rename_column("audio", "speech").cast_column("speech", datasets.Audio(sampling_rate=16000))
     out = make_scorer_dataset(decodable, audio_column="speech", hypotheses_per_clip=2)
     assert out.features["audio"] == datasets.Audio(sampling_rate=16000)  # still decodable, never decoded here
     paths = out.data.column("audio").to_pylist()
-    assert [p["path"] for p in paths] == [
-        f"/nowhere/clip{i}.flac" for i in range(len(asr_rows)) for _ in range(2)
-    ]
+    assert [p["path"] for p in paths] == [f"/nowhere/clip{i}.flac" for i in range(len(asr_rows)) for _ in range(2)]
 
 
 def test_bad_inputs_raise_clear_errors(asr_rows):

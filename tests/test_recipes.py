@@ -533,7 +533,9 @@ def test_grpo_recipe_trains_a_ctc_policy(assets, tmp_path: Path) -> None:
     processor.save_pretrained(tmp_path / "ctc")
     out = tmp_path / "ctc-out"
     results = grpo_recipe.main(
-        grpo_flags(assets, out, "--model_name_or_path", str(tmp_path / "ctc"), "--importance_sampling_level", "sequence")
+        grpo_flags(
+            assets, out, "--model_name_or_path", str(tmp_path / "ctc"), "--importance_sampling_level", "sequence"
+        )
     )
     assert results["global_steps"] == 2 and results["eval_after"]["eval_cer"] is not None
     reloaded = type(model).from_pretrained(out)  # trained: the CTC head moved, the frozen conv front end did not

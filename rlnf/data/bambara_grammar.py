@@ -92,10 +92,44 @@ WEATHER = (
     "sanji", "funteni", "nɛnɛ", "fiɲɛ", "kalaya", "tile", "kalo", "dolo", "sankolo", "sanpɛrɛn", "bugun",
     "sankaba", "samiya", "tilema", "fonena", "ji",
 )  # fmt: skip
-TIMES_PRESENT = ("bi", "sisan", "sini", "sɔgɔma", "wula fɛ", "su fɛ", "sini sɔgɔma", "dɔgɔkun nata", "san nata",
-                 "Ntɛnɛn", "Tarata", "Araba", "Alamisa", "Juma", "Sibiri", "Kari", "sɔgɔmada", "tilelafana")
-TIMES_PAST = ("kunu", "kunasini", "sɔgɔma", "dɔgɔkun tɛmɛnen", "san tɛmɛnen", "kalo tɛmɛnen", "bi", "kunu su",
-              "Ntɛnɛn", "Tarata", "Araba", "Alamisa", "Juma", "Sibiri", "Kari", "fɔlɔfɔlɔ")
+TIMES_PRESENT = (
+    "bi",
+    "sisan",
+    "sini",
+    "sɔgɔma",
+    "wula fɛ",
+    "su fɛ",
+    "sini sɔgɔma",
+    "dɔgɔkun nata",
+    "san nata",
+    "Ntɛnɛn",
+    "Tarata",
+    "Araba",
+    "Alamisa",
+    "Juma",
+    "Sibiri",
+    "Kari",
+    "sɔgɔmada",
+    "tilelafana",
+)
+TIMES_PAST = (
+    "kunu",
+    "kunasini",
+    "sɔgɔma",
+    "dɔgɔkun tɛmɛnen",
+    "san tɛmɛnen",
+    "kalo tɛmɛnen",
+    "bi",
+    "kunu su",
+    "Ntɛnɛn",
+    "Tarata",
+    "Araba",
+    "Alamisa",
+    "Juma",
+    "Sibiri",
+    "Kari",
+    "fɔlɔfɔlɔ",
+)
 # Transitive verbs: (verb, objects it takes). Each template "S bɛ O V", "S ye O V" ... picks an allowed object.
 TRANSITIVE: dict[str, tuple[str, ...]] = {
     "dun": FOOD[:24] + ("dumuni", "nanji", "baranda", "ɲamu", "fɔnio"),

@@ -28,7 +28,9 @@ class SpeechSeq2SeqCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rate = self.feature_extractor.sampling_rate
-        waveforms = [load_audio(row[self.audio_column], index=i, target_sampling_rate=rate) for i, row in enumerate(rows)]
+        waveforms = [
+            load_audio(row[self.audio_column], index=i, target_sampling_rate=rate) for i, row in enumerate(rows)
+        ]
         features = extract_features(self.feature_extractor, waveforms, self.frames)
         labels = self.tokenizer([row[self.text_column] for row in rows], padding=True, return_tensors="pt")
         ids = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)

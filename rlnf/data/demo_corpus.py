@@ -253,9 +253,7 @@ class _Espeak:
         if self.sampling_rate <= 0:
             raise RuntimeError(f"espeak-ng failed to initialise (data path {data_path.decode()})")
         self._chunks: list[np.ndarray] = []
-        callback_type = ctypes.CFUNCTYPE(
-            ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-        )
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
         self._callback = callback_type(self._collect)  # keep a reference: espeak holds a raw pointer
         lib.espeak_SetSynthCallback(self._callback)
         self._lib = lib
@@ -273,9 +271,7 @@ class _Espeak:
         self._lib.espeak_SetParameter(self._PITCH, pitch, 0)
         data = text.encode() + b"\0"
         self._chunks = []
-        status = self._lib.espeak_Synth(
-            data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None
-        )
+        status = self._lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()
         if status != 0 or not self._chunks:
             raise RuntimeError(f"espeak-ng produced no audio for {text!r} (status {status})")
@@ -437,9 +433,7 @@ def build_demo_corpus(
         raise FileExistsError(f"{target} holds a demo corpus built with {info.get('params')}, not {params}; "
                               "pass overwrite=True or another output_dir")  # fmt: skip
     if info is None and target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise FileExistsError(
-            f"{target} exists and is not a demo corpus; pass overwrite=True or another output_dir"
-        )
+        raise FileExistsError(f"{target} exists and is not a demo corpus; pass overwrite=True or another output_dir")
     plans = _plan(seed, sentences, voices_per_sentence)
     with _ENGINE_LOCK:
         _engine()  # fail with the install hint before creating any folder
