@@ -25,6 +25,8 @@ Contract of a `SpeechPolicy` (every family implements it; ``rlnf/trainers/speech
   forward algorithm) spreads its sequence log-prob over the completion tokens and says so in its docstring.
   Forward hooks the pass registers go to ``hook_sink`` when it is a list (the trainer removes them after
   backward, which may recompute checkpointed layers); otherwise they are removed before returning.
+  `SpeechPolicy.log_probs` itself cuts the rows into chunks of whole clips and restores their order; a family
+  implements ``chunk_scorer(model, ScoringPass) -> score(rows, chunk)`` for one chunk.
 * ``transcribe(model, waveforms, *, batch_size, max_new_tokens) -> list[str]``: greedy transcripts (evaluation).
 * ``check_args(args)`` / ``check_peft_config(peft_config)``: refuse, with a message naming the option, what
   the family cannot do correctly. ``prepare_model(model)``: called once with the model TRL will train (PEFT
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -134,6 +136,38 @@ class ClipBatch:
             clip_of_row=torch.tensor(clip_of_row, dtype=torch.long, device=device),
             encoder_states=torch.stack([u.encoder_states for u in unique]).to(device) if has_states else None,
         )
+
+
+def clip_chunks(clip_of_row: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Row indices in chunks of whole clips (at most ``batch_size`` rows unless one clip has more), so no
+    clip's encoder runs twice in one pass."""
+    rows_of: dict[int, list[int]] = {}
+    for row, clip in enumerate(clip_of_row.tolist()):
+        rows_of.setdefault(clip, []).append(row)
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    for rows in rows_of.values():
+        if chunk and len(chunk) + len(rows) > batch_size:
+            chunks.append(chunk)
+            chunk = []
+        chunk.extend(rows)
+    if chunk:
+        chunks.append(chunk)
+    return [torch.tensor(c, dtype=torch.long, device=clip_of_row.device) for c in chunks]
+
+
+@dataclass
+class ScoringPass:
+    """One log-prob pass (TRL's layout: prompt left-padded, completion right-padded); see ``log_probs``."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    logits_to_keep: int
+    compute_entropy: bool = False
+    hook_sink: list | None = None  # forward hooks go here when it is a list (removed by the trainer)
+
+
+ChunkScorer = Callable[[torch.Tensor, ClipBatch], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,7 +266,6 @@ class SpeechPolicy(ABC):
     def sample(self, model: nn.Module, clips: ClipBatch) -> list[list[int]]:
         """One sampled completion per row of ``clips``; the encoder once per unique clip."""
 
-    @abstractmethod
     def log_probs(
         self,
         model: nn.Module,
@@ -245,9 +278,25 @@ class SpeechPolicy(ABC):
         compute_entropy: bool = False,
         hook_sink: list | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probs ``[rows, logits_to_keep]`` (and entropies) of the completions."""
+        """Per-token log-probs ``[rows, logits_to_keep]`` (and entropies) of the completions: the family's
+        `chunk_scorer` on each chunk of whole clips (`clip_chunks`: no clip's encoder runs twice in one pass),
+        the rows put back in their order."""
+        batch = ScoringPass(input_ids, attention_mask, logits_to_keep, compute_entropy, hook_sink)
+        score = self.chunk_scorer(model, batch)
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        for rows in clip_chunks(clips.clip_of_row, batch_size or input_ids.size(0)):
+            chunk, _ = clips.subset(rows)
+            parts.append((rows, *score(rows, chunk)))
+        order = torch.cat([rows for rows, _, _ in parts]).argsort()
+        logps = torch.cat([p for _, p, _ in parts])[order]
+        entropies = torch.cat([e for _, _, e in parts])[order] if compute_entropy else None
+        return logps, entropies
 
     @abstractmethod
+    def chunk_scorer(self, model: nn.Module, batch: ScoringPass) -> ChunkScorer:
+        """``score(rows, chunk) -> (logps [len(rows), logits_to_keep], entropies | None)`` for the rows ``rows``
+        of ``batch`` (their clips: ``chunk``); work for the whole pass (checks, unwrapping) is done here, once."""
+
     def transcribe(
         self,
         model: nn.Module,
@@ -256,7 +305,28 @@ class SpeechPolicy(ABC):
         batch_size: int = 8,
         max_new_tokens: int | None = None,
     ) -> list[str]:
-        """Greedy transcripts of decoded waveforms."""
+        """Greedy transcripts of decoded waveforms: the family's `greedy_decoder` on ``batch_size`` clips at a
+        time, the model in eval mode meanwhile (its training flag restored after)."""
+        decode = self.greedy_decoder(model, max_new_tokens)
+        device = next(model.parameters()).device
+        dtype = self.input_dtype(model)
+        was_training = model.training
+        model.eval()
+        texts: list[str] = []
+        try:
+            for start in range(0, len(waveforms), batch_size):
+                part = waveforms[start : start + batch_size]
+                texts.extend(
+                    decode(ClipBatch(self.clip_inputs(part, device, dtype), torch.arange(len(part), device=device)))
+                )
+        finally:
+            model.train(was_training)
+        return texts
+
+    @abstractmethod
+    def greedy_decoder(self, model: nn.Module, max_new_tokens: int | None) -> Callable[[ClipBatch], list[str]]:
+        """``decode(clips) -> texts``: greedy transcripts of one batch of clips (one row per clip), under
+        ``model`` in eval mode; settings for the whole call (the token budget) are resolved here, once."""
 
 
 def register_policy(cls: type[SpeechPolicy]) -> type[SpeechPolicy]:
@@ -352,10 +422,13 @@ def has_adapters(module: nn.Module) -> bool:
 __all__ = [
     "CLIPS_KEY",
     "FAMILY_MODULES",
+    "ChunkScorer",
     "Clip",
     "ClipBatch",
     "PolicyOptions",
+    "ScoringPass",
     "SpeechPolicy",
+    "clip_chunks",
     "has_adapters",
     "load_policy_model",
     "peft_base",

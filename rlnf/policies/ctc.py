@@ -21,7 +21,7 @@ import copy
 import functools
 import inspect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,16 @@ from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import AutoModelForCTC, GenerationConfig
 
-from .base import ClipBatch, PolicyOptions, SpeechPolicy, has_adapters, peft_base, register_policy
+from .base import (
+    ChunkScorer,
+    ClipBatch,
+    PolicyOptions,
+    ScoringPass,
+    SpeechPolicy,
+    has_adapters,
+    peft_base,
+    register_policy,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Pure CTC machinery (tensors in, tensors out; no model)
@@ -468,70 +477,39 @@ class CTCPolicy(SpeechPolicy):
             labels.append(real[:-1])
         return labels
 
-    def log_probs(
-        self,
-        model: nn.Module,
-        clips: ClipBatch,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        logits_to_keep: int,
-        *,
-        batch_size: int | None = None,
-        compute_entropy: bool = False,
-        hook_sink: list | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def chunk_scorer(self, model: nn.Module, batch: ScoringPass) -> ChunkScorer:
         """``log p(y|x)`` of each row's transcript, spread evenly over its completion tokens (see the class
         docstring); entropies: the clip's mean per-frame entropy at every token. One forward per unique clip of
-        each chunk (chunks hold whole clips)."""
-        from .whisper import clip_chunks
+        each chunk (chunks hold whole clips). Every completion's labels are checked first, before any forward."""
+        keep = batch.logits_to_keep
+        completion_mask = batch.attention_mask[:, -keep:]
+        labels = self.completion_labels(batch.input_ids[:, -keep:], completion_mask)
 
-        completion_ids = input_ids[:, -logits_to_keep:]
-        completion_mask = attention_mask[:, -logits_to_keep:]
-        labels = self.completion_labels(completion_ids, completion_mask)
-        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-        for rows in clip_chunks(clips.clip_of_row, batch_size or input_ids.size(0)):
-            chunk, _ = clips.subset(rows)
+        def score(rows: torch.Tensor, chunk: ClipBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
             log_probs, frames = self.forward(model, chunk)
             sequence = sequence_log_probs(log_probs, frames, chunk.clip_of_row, [labels[r] for r in rows], self.blank)
             mask = completion_mask[rows].to(sequence.dtype)
             per_token = sequence[:, None] * mask / mask.sum(-1, keepdim=True).clamp(min=1.0)
             entropy = None
-            if compute_entropy:
+            if batch.compute_entropy:
                 entropy = frame_entropy(log_probs, frames).index_select(0, chunk.clip_of_row)
-                entropy = entropy[:, None].expand(-1, logits_to_keep)
-            parts.append((rows, per_token, entropy))
-        order = torch.cat([rows for rows, _, _ in parts]).argsort()
-        logps = torch.cat([p for _, p, _ in parts])[order]
-        entropies = torch.cat([e for _, _, e in parts])[order] if compute_entropy else None
-        return logps, entropies
+                entropy = entropy[:, None].expand(-1, keep)
+            return per_token, entropy
+
+        return score
 
     # ---- greedy decoding -------------------------------------------------------------------------
 
-    def transcribe(
-        self,
-        model: nn.Module,
-        waveforms: Sequence[np.ndarray],
-        *,
-        batch_size: int = 8,
-        max_new_tokens: int | None = None,
-    ) -> list[str]:
+    def greedy_decoder(self, model: nn.Module, max_new_tokens: int | None) -> Callable[[ClipBatch], list[str]]:
         """Best-path transcripts (``max_new_tokens`` does not apply: a CTC transcript is bounded by its frames)."""
-        device = next(model.parameters()).device
-        dtype = self.input_dtype(model)
-        was_training = model.training
-        model.eval()
-        texts: list[str] = []
-        try:
-            for start in range(0, len(waveforms), batch_size):
-                part = waveforms[start : start + batch_size]
-                clips = ClipBatch(self.clip_inputs(part, device, dtype), torch.arange(len(part), device=device))
-                with torch.no_grad():
-                    logits = model(**self.model_inputs(clips)).logits
-                frames = self.frames(model, clips, logits.shape[1])
-                texts.extend(decode_labels(self.tokenizer, greedy_labels(logits.float(), frames, self.blank)))
-        finally:
-            model.train(was_training)
-        return texts
+
+        def decode(clips: ClipBatch) -> list[str]:
+            with torch.no_grad():
+                logits = model(**self.model_inputs(clips)).logits
+            frames = self.frames(model, clips, logits.shape[1])
+            return decode_labels(self.tokenizer, greedy_labels(logits.float(), frames, self.blank))
+
+        return decode
 
 
 # --------------------------------------------------------------------------------------------------

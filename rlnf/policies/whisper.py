@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,18 @@ from torch import nn
 from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput
 
-from .base import ClipBatch, PolicyOptions, SpeechPolicy, has_adapters, peft_base, register_policy, transcribe
+from .base import (
+    ChunkScorer,
+    ClipBatch,
+    PolicyOptions,
+    ScoringPass,
+    SpeechPolicy,
+    clip_chunks,
+    has_adapters,
+    peft_base,
+    register_policy,
+    transcribe,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\s*$")
 
@@ -252,24 +263,6 @@ class ClipHooks:
         self.handles.clear()
 
 
-def clip_chunks(clip_of_row: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Row indices in chunks of whole clips (at most ``batch_size`` rows unless one clip has more), so no
-    clip's encoder runs twice in one pass."""
-    rows_of: dict[int, list[int]] = {}
-    for row, clip in enumerate(clip_of_row.tolist()):
-        rows_of.setdefault(clip, []).append(row)
-    chunks: list[list[int]] = []
-    chunk: list[int] = []
-    for rows in rows_of.values():
-        if chunk and len(chunk) + len(rows) > batch_size:
-            chunks.append(chunk)
-            chunk = []
-        chunk.extend(rows)
-    if chunk:
-        chunks.append(chunk)
-    return [torch.tensor(c, dtype=torch.long, device=clip_of_row.device) for c in chunks]
-
-
 # --------------------------------------------------------------------------------------------------
 # The Whisper policy family
 # --------------------------------------------------------------------------------------------------
@@ -437,31 +430,20 @@ class WhisperPolicy(SpeechPolicy):
 
     # ---- scoring ---------------------------------------------------------------------------------
 
-    def log_probs(
-        self,
-        model: nn.Module,
-        clips: ClipBatch,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        logits_to_keep: int,
-        *,
-        batch_size: int | None = None,
-        compute_entropy: bool = False,
-        hook_sink: list | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def chunk_scorer(self, model: nn.Module, batch: ScoringPass) -> ChunkScorer:
         """Decoder log-probs of the completions given the audio; encoder once per unique clip per pass.
 
         The prefix may be left-padded (TRL's ``pad_to_multiple_of``): decoder positions count real tokens only,
         as at sampling time (Whisper's positions are learned, so a shift changes every log-prob).
         """
         core = peft_base(extract_model_from_parallel(model))
-        parts: list[tuple[torch.Tensor, Any]] = []
-        for rows in clip_chunks(clips.clip_of_row, batch_size or input_ids.size(0)):
-            ids, mask = input_ids[rows], attention_mask[rows]
+        keep = batch.logits_to_keep
+
+        def score(rows: torch.Tensor, chunk: ClipBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+            ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
             labels = ids.masked_fill(mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
+            labels[:, :-keep] = -100
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            chunk, _ = clips.subset(rows)
             kwargs: dict[str, Any] = {
                 "decoder_input_ids": ids,
                 "decoder_attention_mask": mask,
@@ -478,17 +460,14 @@ class WhisperPolicy(SpeechPolicy):
                 else:  # the encoder runs once per unique clip inside the forward; ClipHooks expands its output
                     outputs = model(**chunk.inputs, **kwargs)
             finally:
-                if hook_sink is not None and torch.is_grad_enabled():
-                    hook_sink.append(hooks)  # backward may recompute checkpointed layers: keep the hooks
+                if batch.hook_sink is not None and torch.is_grad_enabled():
+                    batch.hook_sink.append(hooks)  # backward may recompute checkpointed layers: keep the hooks
                 else:
                     hooks.remove()
-            parts.append((rows, outputs))
-        order = torch.cat([rows for rows, _ in parts]).argsort()
-        logps = torch.cat([out.log_probs[:, -logits_to_keep:] for _, out in parts])[order]
-        entropies = None
-        if compute_entropy:
-            entropies = torch.cat([out.entropy[:, -logits_to_keep:] for _, out in parts])[order]
-        return logps, entropies
+            entropy = outputs.entropy[:, -keep:] if batch.compute_entropy else None
+            return outputs.log_probs[:, -keep:], entropy
+
+        return score
 
     # ---- greedy decoding -------------------------------------------------------------------------
 
@@ -502,33 +481,17 @@ class WhisperPolicy(SpeechPolicy):
             self._greedy_configs[max_new_tokens] = config
         return self._greedy_configs[max_new_tokens]
 
-    def transcribe(
-        self,
-        model: nn.Module,
-        waveforms: Sequence[np.ndarray],
-        *,
-        batch_size: int = 8,
-        max_new_tokens: int | None = None,
-    ) -> list[str]:
+    def greedy_decoder(self, model: nn.Module, max_new_tokens: int | None) -> Callable[[ClipBatch], list[str]]:
+        """Greedy decoding from the clips' encoder states after the decoder prefix, within the token budget."""
         config = self._greedy_config(max_new_tokens)
-        device = next(model.parameters()).device
-        dtype = self.input_dtype(model)
-        was_training = model.training
-        model.eval()
-        texts: list[str] = []
-        try:
-            for start in range(0, len(waveforms), batch_size):
-                chunk = ClipBatch(
-                    self.clip_inputs(waveforms[start : start + batch_size], device, dtype),
-                    torch.arange(len(waveforms[start : start + batch_size]), device=device),
-                )
-                with torch.no_grad():
-                    sequences = generate_from_encoder(model, self.encode(model, chunk), self.prompt_ids, config)
-                ids = completion_ids(sequences, len(self.prompt_ids), self.eos_token_ids)
-                texts.extend(self.tokenizer.batch_decode(ids, skip_special_tokens=True))
-        finally:
-            model.train(was_training)
-        return texts
+
+        def decode(clips: ClipBatch) -> list[str]:
+            with torch.no_grad():
+                sequences = generate_from_encoder(model, self.encode(model, clips), self.prompt_ids, config)
+            ids = completion_ids(sequences, len(self.prompt_ids), self.eos_token_ids)
+            return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+        return decode
 
 
 __all__ = [

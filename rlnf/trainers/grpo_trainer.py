@@ -8,11 +8,13 @@ clipping, KL, entropy, importance sampling, logging, checkpoints. The audio goes
 * `rlnf.policies.base.SpeechPolicy` (picked by ``policy_for``): how the policy family samples, scores and
   decodes (Whisper: decoder prefix as prompt, generation from encoder states, decoder log-probs).
 
-This file only maps TRL 1.16's private methods onto them (pinned; ``tests/test_grpo_trainer.py`` checks the
-signatures):
+TRL 1.16's private methods are mapped onto them in `rlnf.trainers.trl_speech.TRLSpeechTrainerMixin` (shared
+with ``ASRRLOOTrainer``); this file keeps GRPO's config, its ``_generate_single_turn`` signature and its token
+count (pinned; ``tests/test_grpo_trainer.py`` checks the signatures):
 
 * ``_generate_and_score_completions``: collect the batch's unique clips, call TRL, put per-row views of the
-  clips in TRL's batch dict (so TRL shuffles and splits them with the rest);
+  clips in TRL's batch dict (so TRL shuffles and splits them with the rest); here, skipped clips' tokens
+  leave ``num_items_in_batch``;
 * ``_tokenize_prompts``: every row's prompt is the policy's ``prompt_ids`` (Whisper's decoder prefix);
 * ``_generate_single_turn``: the policy samples G completions per clip, the encoder ONCE per unique clip;
 * ``_get_per_token_logps_and_entropies``: the policy's log-prob pass, the encoder ONCE per unique clip;
@@ -26,32 +28,22 @@ performance idea. With G samples per clip, Whisper's encoder and cross-attention
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-from unittest import mock
 
-import torch
-from accelerate.utils import gather
-from datasets import Dataset, IterableDataset
-from torch import nn
-from transformers import PreTrainedModel
 from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _trl_grpo
 
-from ..policies.base import CLIPS_KEY, ClipBatch
+from ..policies.base import ClipBatch
 from .grpo_config import ASRGRPOConfig
 from .speech import (
     ROW_ID_COLUMN,
     RewardFunctionError,
-    SpeechTrainerMixin,
     UndecodableAudioError,
-    resolve_reward_names,
 )
+from .trl_speech import TRLSpeechTrainerMixin
 
 
-class ASRGRPOTrainer(SpeechTrainerMixin, GRPOTrainer):
+class ASRGRPOTrainer(TRLSpeechTrainerMixin, GRPOTrainer):
     """GRPO for speech-to-text policies: audio in, sampled transcripts out, TRL for everything else.
 
     Args:
@@ -71,98 +63,28 @@ class ASRGRPOTrainer(SpeechTrainerMixin, GRPOTrainer):
     """
 
     _tag_names = ["trl", "grpo", "rlnf", "asr"]
+    _trl_module = _trl_grpo
+    _config_class = ASRGRPOConfig
+    _algorithm = "GRPO"
+    _trainer_name = "ASRGRPOTrainer"
 
-    def __init__(
-        self,
-        model: str | PreTrainedModel,
-        reward_funcs: Any,
-        args: ASRGRPOConfig | None = None,
-        train_dataset: Dataset | IterableDataset | None = None,
-        eval_dataset: Dataset | IterableDataset | dict[str, Dataset | IterableDataset] | None = None,
-        processing_class: Any = None,
-        reward_processing_classes: Any = None,
-        callbacks: list | None = None,
-        optimizers: tuple = (None, None),
-        peft_config: Any = None,
-    ):
-        if args is None:
-            name = model if isinstance(model, str) else type(model).__name__
-            args = ASRGRPOConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-ASR-GRPO")
-        if not isinstance(args, ASRGRPOConfig):
-            raise TypeError(f"args must be an ASRGRPOConfig (it adds the audio fields), got {type(args).__name__}")
+    def _check_generation(self, args: Any) -> None:
+        """Generation is transformers-only here."""
         if args.use_vllm or args.use_transformers_continuous_batching:
             raise NotImplementedError(
                 "ASRGRPOTrainer generates with transformers only (vLLM/continuous batching have no speech path here)"
             )
-        if train_dataset is None:
-            raise ValueError("ASRGRPOTrainer needs a train_dataset with an audio column")
-        model, processing_class = self._setup_speech(model, processing_class, args, peft_config)
-        train_dataset = self._prepare_dataset(train_dataset, "train_dataset", args, train=True)
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {k: self._prepare_dataset(v, f"eval_dataset[{k!r}]", args) for k, v in eval_dataset.items()}
-        else:
-            eval_dataset = self._prepare_dataset(eval_dataset, "eval_dataset", args)
-        reward_funcs = resolve_reward_names(reward_funcs, args)
-
-        init_kwargs, args.model_init_kwargs = args.model_init_kwargs, None  # the model is already built here
-        try:
-            with self._reference_by_copy():
-                super().__init__(
-                    model=model,
-                    reward_funcs=reward_funcs,
-                    args=args,
-                    train_dataset=train_dataset,
-                    eval_dataset=eval_dataset,
-                    processing_class=self.policy.tokenizer,  # a processor would be taken for a vision one
-                    reward_processing_classes=reward_processing_classes,
-                    callbacks=callbacks,
-                    optimizers=optimizers,
-                    peft_config=peft_config,
-                )
-        finally:
-            args.model_init_kwargs = init_kwargs
-        self._finish_speech_setup(processing_class)
-        self.policy.configure_sampling(self.generation_kwargs, args.generation_kwargs)
-        self.generation_kwargs = getattr(self.policy, "generation_kwargs", self.generation_kwargs)
-        self.generation_config = getattr(self.policy, "sampling_config", self.generation_config)
 
     @property
     def decoder_prefix(self) -> list[int]:
         """The prompt ids every row gets (Whisper's decoder prefix)."""
         return list(self.policy.prompt_ids)
 
-    @contextmanager
-    def _reference_by_copy(self) -> Iterator[None]:
-        """With full fine-tuning and beta > 0, TRL reloads the reference from ``config._name_or_path``, which
-        an in-memory policy does not have: hand TRL a frozen copy of the policy instead (same weights)."""
-
-        def frozen_copy(*_args: Any, **_kwargs: Any) -> PreTrainedModel:
-            reference = copy.deepcopy(self.model)
-            reference.requires_grad_(False)
-            return reference.eval()
-
-        with mock.patch.object(_trl_grpo, "create_model_from_path", frozen_copy):
-            yield
-
-    # ------------------------------------------------------------------------------------------------
-    # TRL overrides
-    # ------------------------------------------------------------------------------------------------
-
-    def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict]:
-        # The policy's "prompt" is fixed (Whisper's decoder prefix); the dataset prompt (if any) only reaches rewards.
-        return [list(self.policy.prompt_ids) for _ in prompts], None, {}
+    # ---- TRL overrides that differ from RLOO's (the shared ones: `TRLSpeechTrainerMixin`) -------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        rows, clips, bad_rows = self._collect_clips(inputs)
-        self._clip_batch, self._bad_rows = clips, bad_rows
-        try:
-            output = super()._generate_and_score_completions(rows)
-        finally:
-            self._clip_batch = self._bad_rows = None
-        output[CLIPS_KEY] = clips.row_views()  # TRL shuffles and splits these per-row views with the rest
+        output = super()._generate_and_score_completions(inputs)
         if self.args.skip_undecodable_audio:  # same branch on every rank: the gather below is collective
-            keep = (~torch.tensor(bad_rows, device=self.accelerator.device)).int().unsqueeze(1)
-            output["completion_mask"] = output["completion_mask"] * keep
             mask = output["completion_mask"] * output.get("tool_mask", 1)
             output["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         return output
@@ -175,43 +97,7 @@ class ASRGRPOTrainer(SpeechTrainerMixin, GRPOTrainer):
         num_generations: int,
         has_tool_images: bool = False,
     ) -> tuple[list[list[int]], None]:
-        if self._clip_batch is None:
-            raise RuntimeError("_generate_single_turn called outside _generate_and_score_completions")
-        return self._sample_completions(self._clip_batch, self._bad_rows), None
-
-    def _get_per_token_logps_and_entropies(
-        self,
-        model: nn.Module,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        logits_to_keep: int,
-        batch_size: int | None = None,
-        compute_entropy: bool = False,
-        compute_aux_loss: bool = False,
-        **_multimodal: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Log-probs of the completions given the audio; the encoder once per unique clip per pass."""
-        if compute_aux_loss:
-            raise NotImplementedError("router aux loss is not supported for speech policies")
-        logps, entropies = self._clip_log_probs(
-            model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy
-        )
-        return logps, entropies, None
-
-    def compute_loss(
-        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> torch.Tensor:
-        with self._clips_from(inputs):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def _calculate_rewards(self, inputs: list, prompts: list, completions: list, completion_ids_list: list) -> Any:
-        """TRL's reward loop; errors name the reward and step; skipped clips never reach a reward function."""
-        with self._guarded_rewards(len(prompts)):
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.args.skip_undecodable_audio and self._bad_rows is not None:
-            bad = gather(torch.tensor(self._bad_rows, device=rewards.device))
-            rewards[bad] = torch.nan  # unscorable (nn.Module rewards too): TRL gives them zero advantage
-        return rewards
+        return self._sample_current_batch(), None
 
 
 __all__ = ["ASRGRPOTrainer", "ClipBatch", "ROW_ID_COLUMN", "RewardFunctionError", "UndecodableAudioError"]

@@ -49,7 +49,7 @@ from trl.trainer.utils import (
     split_tensor_dict,
 )
 
-from ..policies.base import CLIPS_KEY, ClipBatch
+from ..policies.base import CLIPS_KEY, ClipBatch, clip_chunks
 from ..policies.value_heads import (
     SequenceValueModel,
     TokenValueModel,
@@ -100,19 +100,12 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
         optimizers: tuple = (None, None),
         peft_config: Any = None,
     ):
-        if args is None:
-            name = model if isinstance(model, str) else type(model).__name__
-            args = ASRPPOConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-ASR-PPO")
-        if not isinstance(args, ASRPPOConfig):
-            raise TypeError(f"args must be an ASRPPOConfig, got {type(args).__name__}")
+        args = self._default_args(model, args, ASRPPOConfig, "PPO")
         if train_dataset is None:
             raise ValueError("ASRPPOTrainer needs a train_dataset with an audio column")
-        model, processing_class = self._setup_speech(model, processing_class, args, peft_config)
-        train_dataset = self._prepare_dataset(train_dataset, "train_dataset", args, train=True)
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {k: self._prepare_dataset(v, f"eval_dataset[{k!r}]", args) for k, v in eval_dataset.items()}
-        else:
-            eval_dataset = self._prepare_dataset(eval_dataset, "eval_dataset", args)
+        model, processing_class, train_dataset, eval_dataset = self._speech_datasets(
+            model, processing_class, args, peft_config, train_dataset, eval_dataset
+        )
         funcs = resolve_reward_names(reward_funcs, args)
         self.reward_funcs = list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
         for func in self.reward_funcs:
@@ -276,8 +269,6 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
         if not values:
             return logps, entropies, None
         if shared:
-            from ..policies.whisper import clip_chunks
-
             order = torch.cat(clip_chunks(self._clip_batch.clip_of_row, ids.size(0))).argsort()
             states = torch.cat(hidden)[order.to(ids.device)]
             with self.accelerator.autocast():

@@ -171,6 +171,30 @@ class SpeechTrainerMixin:
 
     # ---- construction (before TRL's __init__) ----------------------------------------------------
 
+    @staticmethod
+    def _default_args(model: Any, args: Any, config_class: type, algorithm: str, why: str = "") -> Any:
+        """``args``, or a default ``config_class`` named after the model (``<name>-ASR-<algorithm>``); a config
+        of another class is a TypeError (``why`` says what the class adds)."""
+        if args is None:
+            name = model if isinstance(model, str) else type(model).__name__
+            args = config_class(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-ASR-{algorithm}")
+        if not isinstance(args, config_class):
+            raise TypeError(f"args must be an {config_class.__name__}{why}, got {type(args).__name__}")
+        return args
+
+    def _speech_datasets(
+        self, model: Any, processing_class: Any, args: Any, peft_config: Any, train_dataset: Any, eval_dataset: Any
+    ) -> tuple[Any, Any, Any, Any]:
+        """`_setup_speech`, then the train and eval datasets (a dict of them too) checked and prepared:
+        ``(model, processor, train_dataset, eval_dataset)``."""
+        model, processing_class = self._setup_speech(model, processing_class, args, peft_config)
+        train_dataset = self._prepare_dataset(train_dataset, "train_dataset", args, train=True)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._prepare_dataset(v, f"eval_dataset[{k!r}]", args) for k, v in eval_dataset.items()}
+        else:
+            eval_dataset = self._prepare_dataset(eval_dataset, "eval_dataset", args)
+        return model, processing_class, train_dataset, eval_dataset
+
     def _setup_speech(self, model: Any, processing_class: Any, args: Any, peft_config: Any) -> tuple[Any, Any]:
         """Load the model if it is a path, pick its policy family, check options: ``(model, processor)``."""
         name = model if isinstance(model, str) else None
