@@ -516,7 +516,7 @@ def test_demo_yamls_parse_with_their_config(name):
         args=["--config", str(path)], fail_with_unknown_args=True
     )
     assert script.dataset_name == "demo" and script.reward_funcs == ["reward_model", "wer"]
-    assert args.reward_weights == [0.25, 1.0] and args.max_completion_length == 48
+    assert args.reward_weights == [1.0, 1.0] and args.max_completion_length == 48
     if name == "ppo":
         assert (args.value_model, args.num_ppo_epochs, args.num_mini_batches) == ("separate", 2, 2)
         assert args.per_device_train_batch_size * args.num_mini_batches == 16  # the GRPO demo's completions/step

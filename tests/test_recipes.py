@@ -142,7 +142,7 @@ def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, 
     _assert_pipeline_matches_greedy(out / "merged", assets)  # the merged copy is a plain, pipeline-ready checkpoint
     card = (out / "README.md").read_text()
     assert "pipeline_tag: automatic-speech-recognition" in card and "text-generation" not in card
-    assert "`reward_model` (weight 0.25), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
+    assert "`reward_model` (weight 1), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
     assert "evaluation split `2 clips held out of the training split (seed 0)`" in card
 
 
@@ -191,7 +191,7 @@ def test_grpo_logs_to_tensorboard_and_writes_the_completions_table(assets, tmp_p
     assert {"train/reward", "train/rewards/wer/mean", "train/rewards/reward_model/mean", "train/kl", "eval/wer"} <= tags
     logged = [e.value for r in readers if "train/reward" in r.Tags()["scalars"] for e in r.Scalars("train/reward")]
     assert len(logged) == 2  # logging_steps 1, two steps
-    weights = {"reward_model": 0.25, "wer": 1.0}  # the demo YAML's
+    weights = {"reward_model": 1.0, "wer": 1.0}  # the demo YAML's
     tables = [pd.read_parquet(p) for p in sorted(out.glob("completions/completions_*.parquet"))]
     tables = [t for t in tables if len(t)]  # the before-training evaluation logs an empty one
     assert len(tables) == 2
