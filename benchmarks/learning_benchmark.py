@@ -170,8 +170,8 @@ def plot(table: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--config", default=str(ROOT / "recipes" / "grpo_asr_demo.yaml"))
+    parser.add_argument("--settings", nargs="+", default=["wer+rm", "wer", "rm_only"], choices=list(SETTINGS))
+    parser.add_argument("--config", default=str(ROOT / "recipes" / "grpo_asr_demo.yaml"), help="GRPO settings' base")
     parser.add_argument("--output_dir", default=str(ROOT / "outputs" / "learning-benchmark"))
     parser.add_argument("--max_steps", type=int, default=None, help="override the YAML's max_steps")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (each with --threads threads)")
