@@ -46,6 +46,9 @@ SETTINGS: dict[str, list[str]] = {
         "None",
     ],
 }
+# the other trainers, each from its own demo YAML (same data, rewards and completions per step as GRPO's)
+TRAINER_YAML = {"rloo": "rloo_asr_demo.yaml", "ppo": "ppo_asr_demo.yaml"}
+SETTINGS.update({name: ["--trainer", name] for name in TRAINER_YAML})
 
 
 def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
@@ -57,7 +60,7 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
         sys.executable,
         str(RECIPE),
         "--config",
-        str(args.config),
+        str(ROOT / "recipes" / TRAINER_YAML[setting]) if setting in TRAINER_YAML else str(args.config),
         *SETTINGS[setting],
         "--seed",
         str(seed),
