@@ -33,24 +33,7 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-TEXTS = [
-    "i ni ce",
-    "i ni sɔgɔma",
-    "a bɛ so kɔnɔ",
-    "ne tɔgɔ ye Fanta ye",
-    "an bɛ taa sugu la",
-    "muso ni cɛ bɛ baara la",
-    "ɲɔ ni malo sɔngɔ ka gɛlɛn",
-    "sanji bɛ na bi",
-    "tile ka kalan kosɛbɛ",
-    "den fila bɛ yen",
-    "i ka kɛnɛ wa",
-    "n bɛ taa foro la sini",
-    "jiri ka jan",
-    "kɔgɔ ni tulu bɛ feere yan",
-    "ŋaniya ka ɲi",
-    "bamanankan ka di n ye",
-]
+from rlnf.testing import BAMBARA_SAMPLE as TEXTS  # noqa: E402
 
 
 class TimedReward:
@@ -67,37 +50,18 @@ class TimedReward:
             self.seconds += time.perf_counter() - start
 
 
-def run_one(mode: str, opts: argparse.Namespace) -> dict:
-    """Build policy, rewards and trainer; run warm-up + timed steps; report timings and peak memory."""
+def whisper_tiny_workload(opts: argparse.Namespace) -> tuple:
+    """Whisper-tiny-shaped random policy (30 s window), a random reward model + wer (timed), and
+    ``opts.clips * (warmup + steps)`` 8-12 s clips as WAV files: what every step benchmark compares on."""
     import numpy as np
+    import soundfile as sf
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
 
     from rlnf.policies.tiny_whisper import build_tiny_whisper
     from rlnf.reward_model import RewardConfig, RewardModel, train_tokenizer
     from rlnf.rewards.audio_text_reward import AudioTextReward
     from rlnf.rewards.registry import REWARD_FUNCS
-    from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
-
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-
-    class NaiveASRGRPOTrainer(ASRGRPOTrainer):
-        """Every row is its own clip: the encoder runs for each of the G copies of a clip."""
-
-        def _clip_key(self, row, position):
-            return ("position", position)
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.starts, self.durations = [], []
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.starts.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.durations.append(time.perf_counter() - self.starts[-1])
 
     policy, processor = build_tiny_whisper(
         TEXTS * 4,
@@ -119,9 +83,7 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
         TimedReward(REWARD_FUNCS["wer"](), "wer"),
     ]
 
-    # 8-12 s clips as WAV files (a datasets column of raw float lists would add a per-row copy to both paths)
-    import soundfile as sf
-
+    # WAV files: a datasets column of raw float lists would add a per-row copy to both paths
     rng = np.random.default_rng(0)
     audio_dir = Path(tempfile.mkdtemp(prefix="bench-audio-"))
     paths, texts = [], []
@@ -134,6 +96,36 @@ def run_one(mode: str, opts: argparse.Namespace) -> dict:
         sf.write(paths[-1], audio.astype(np.float32), 16000)
         texts.append(TEXTS[i % len(TEXTS)])
     dataset = Dataset.from_dict({"audio": paths, "text": texts})
+    return policy, processor, rewards, dataset, steps
+
+
+def run_one(mode: str, opts: argparse.Namespace) -> dict:
+    """Build policy, rewards and trainer; run warm-up + timed steps; report timings and peak memory."""
+    import torch
+    from transformers import TrainerCallback
+
+    from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+
+    class NaiveASRGRPOTrainer(ASRGRPOTrainer):
+        """Every row is its own clip: the encoder runs for each of the G copies of a clip."""
+
+        def _clip_key(self, row, position):
+            return ("position", position)
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.starts, self.durations = [], []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.starts.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.durations.append(time.perf_counter() - self.starts[-1])
+
+    policy, processor, rewards, dataset, steps = whisper_tiny_workload(opts)
 
     args = ASRGRPOConfig(
         output_dir=tempfile.mkdtemp(prefix=f"bench-{mode}-"),

@@ -38,22 +38,15 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grpo_step import TEXTS, TimedReward  # noqa: E402
+from bench_grpo_step import whisper_tiny_workload  # noqa: E402
 
 TRAINERS = ("grpo", "rloo", "ppo", "ppo-shared", "ppo-audio")
 
 
 def run_one(name: str, opts: argparse.Namespace) -> dict:
-    import numpy as np
-    import soundfile as sf
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
 
-    from rlnf.policies.tiny_whisper import build_tiny_whisper
-    from rlnf.reward_model import RewardConfig, RewardModel, train_tokenizer
-    from rlnf.rewards.audio_text_reward import AudioTextReward
-    from rlnf.rewards.registry import REWARD_FUNCS
     from rlnf.trainers import (
         ASRGRPOConfig,
         ASRGRPOTrainer,
@@ -80,30 +73,7 @@ def run_one(name: str, opts: argparse.Namespace) -> dict:
             self.durations.append(time.perf_counter() - self.starts[-1][0])
             self.cpu.append(time.process_time() - self.starts[-1][1])
 
-    policy, processor = build_tiny_whisper(
-        TEXTS * 4, d_model=384, layers=4, heads=6, ffn_dim=1536, max_source_positions=1500,
-        max_target_positions=448, model_vocab_size=51865, seed=0,
-    )  # fmt: skip
-    with tempfile.TemporaryDirectory() as folder:
-        reward_processor = train_tokenizer(TEXTS * 8, folder, vocab_size=128)
-    torch.manual_seed(0)
-    reward_model = RewardModel(RewardConfig(vocab_size=len(reward_processor.tokenizer))).eval()
-    rewards = [
-        TimedReward(AudioTextReward(reward_model, reward_processor, device="cpu"), "reward_model"),
-        TimedReward(REWARD_FUNCS["wer"](), "wer"),
-    ]
-    rng = np.random.default_rng(0)
-    audio_dir = Path(tempfile.mkdtemp(prefix="bench-audio-"))
-    paths, texts = [], []
-    steps = opts.warmup + opts.steps
-    for i in range(opts.clips * steps):
-        seconds = 8.0 + 4.0 * rng.random()
-        t = np.arange(int(seconds * 16000)) / 16000
-        audio = 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(t.shape)
-        paths.append(str(audio_dir / f"clip{i}.wav"))
-        sf.write(paths[-1], audio.astype(np.float32), 16000)
-        texts.append(TEXTS[i % len(TEXTS)])
-    dataset = Dataset.from_dict({"audio": paths, "text": texts})
+    policy, processor, rewards, dataset, steps = whisper_tiny_workload(opts)
 
     common = dict(
         output_dir=tempfile.mkdtemp(prefix=f"bench-{name}-"),
