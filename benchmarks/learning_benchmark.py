@@ -46,9 +46,12 @@ SETTINGS: dict[str, list[str]] = {
         "None",
     ],
 }
-# the other trainers, each from its own demo YAML (same data, rewards and completions per step as GRPO's)
-TRAINER_YAML = {"rloo": "rloo_asr_demo.yaml", "ppo": "ppo_asr_demo.yaml"}
-SETTINGS.update({name: ["--trainer", name] for name in TRAINER_YAML})
+# the other trainers, each from its own demo YAML (same data, rewards and completions per step as GRPO's), and
+# GRPO on the shipped CTC policy (its own YAML: a different policy, so its own before/after)
+SETTING_YAML = {"rloo": "rloo_asr_demo.yaml", "ppo": "ppo_asr_demo.yaml"}
+SETTINGS.update({name: ["--trainer", name] for name in SETTING_YAML})
+SETTING_YAML["ctc"] = "grpo_asr_ctc_demo.yaml"
+SETTINGS["ctc"] = []
 
 
 def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
@@ -60,7 +63,7 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
         sys.executable,
         str(RECIPE),
         "--config",
-        str(ROOT / "recipes" / TRAINER_YAML[setting]) if setting in TRAINER_YAML else str(args.config),
+        str(ROOT / "recipes" / SETTING_YAML[setting]) if setting in SETTING_YAML else str(args.config),
         *SETTINGS[setting],
         "--seed",
         str(seed),

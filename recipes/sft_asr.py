@@ -3,9 +3,11 @@
 A random policy learns nothing from RL in minutes: it never samples a transcript good enough to reward. Users
 need this step anyway before RL. With no arguments it reads recipes/sft_asr_demo.yaml: it builds a tiny
 Whisper-shaped policy (tokenizer trained on the training sentences) and fine-tunes it on the Bambara demo
-corpus, on CPU. Flags override that YAML field by field; `--config` chooses another base:
+corpus, on CPU. CTC models (any ``AutoModelForCTC`` checkpoint, or ``--tiny_architecture parakeet_ctc``) train
+with the model's own CTC loss instead. Flags override that YAML field by field; `--config` chooses another base:
 
     python recipes/sft_asr.py                                             # -> outputs/demo-whisper-sft
+    python recipes/sft_asr.py --config recipes/sft_asr_ctc_demo.yaml      # -> outputs/demo-ctc-sft (CTC)
     python recipes/sft_asr.py --max_steps 50 --output_dir outputs/sft-try
     accelerate launch recipes/sft_asr.py --config my_sft.yaml --model_name_or_path openai/whisper-small \
         --dataset_name my_data.csv --dataset_test_split none --eval_split_size 200
@@ -25,7 +27,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from transformers import (  # noqa: E402
-    AutoModelForSpeechSeq2Seq,
     AutoProcessor,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
@@ -38,6 +39,9 @@ from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.policies.asr_pipeline import prepare_for_asr_pipeline  # noqa: E402
+from rlnf.policies.base import load_policy_model  # noqa: E402
+from rlnf.policies.ctc import CTCCollator  # noqa: E402
+from rlnf.policies.tiny_ctc import demo_parakeet_ctc  # noqa: E402
 from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
 from rlnf.policies.whisper import feature_frames  # noqa: E402
 from rlnf.recipe_support import ASRScriptArguments, load_train_eval, resume_argument, with_base_config  # noqa: E402
@@ -52,8 +56,14 @@ class SFTScriptArguments(ASRScriptArguments):
     reference_column: str = field(default="text", metadata={"help": "column holding the reference transcript"})
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "policy to fine-tune (folder, hub id, or 'demo'); None builds a tiny Whisper from the "
-                  "training texts"},
+        metadata={"help": "policy to fine-tune (folder, hub id, 'demo' or 'demo-ctc'); None builds the tiny model "
+                  "named by --tiny_architecture"},
+    )  # fmt: skip
+    tiny_architecture: str = field(
+        default="whisper",
+        metadata={"help": "tiny model built when no model is given: 'whisper' (BPE trained on the training texts) or "
+                  "'parakeet_ctc' (the demo CTC policy's shape: rlnf.policies.tiny_ctc.demo_parakeet_ctc)",
+                  "choices": ["whisper", "parakeet_ctc"]},
     )  # fmt: skip
     tiny_d_model: int = field(default=128, metadata={"help": "width of the tiny Whisper built when no model is given"})
     tiny_layers: int = field(default=2, metadata={"help": "encoder and decoder layers of the tiny Whisper"})
@@ -62,10 +72,12 @@ class SFTScriptArguments(ASRScriptArguments):
     eval_max_new_tokens: int = field(default=128, metadata={"help": "longest greedy transcript in the WER evaluation"})
 
 
-def build_policy(script_args: SFTScriptArguments, train_texts: list[str]):
+def build_policy(script_args: SFTScriptArguments, train_texts: list[str], seed: int):
     if script_args.model_name_or_path:
         path = resolve_model_path(script_args.model_name_or_path)
-        return AutoModelForSpeechSeq2Seq.from_pretrained(path), AutoProcessor.from_pretrained(path)
+        return load_policy_model(path), AutoProcessor.from_pretrained(path)
+    if script_args.tiny_architecture == "parakeet_ctc":
+        return demo_parakeet_ctc(seed=seed)
     model, processor = build_tiny_whisper(
         train_texts, d_model=script_args.tiny_d_model, layers=script_args.tiny_layers,
         vocab_size=script_args.tiny_vocab_size, max_source_positions=int(script_args.tiny_window_seconds * 50),
@@ -83,9 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
     train, held_out, held_out_name = load_train_eval(
         script_args, audio_column=audio, text_column=text, seed=training_args.seed
     )
-    model, processor = build_policy(script_args, list(train[text]))
-    frames = feature_frames(model.config, processor.feature_extractor, "model")
-    collator = SpeechSeq2SeqCollator(processor, frames=frames, audio_column=audio, text_column=text)
+    model, processor = build_policy(script_args, list(train[text]), training_args.seed)
+    if model.config.is_encoder_decoder:
+        frames = feature_frames(model.config, processor.feature_extractor, "model")
+        collator = SpeechSeq2SeqCollator(processor, frames=frames, audio_column=audio, text_column=text)
+    else:  # CTC: the model's own loss over labels padded with -100, inputs built as CTCPolicy builds them
+        collator = CTCCollator(processor, audio_column=audio, text_column=text, main_input_name=model.main_input_name)
     columns = {"audio_column": audio, "reference_column": text, "max_new_tokens": script_args.eval_max_new_tokens}
     before = evaluate_asr(model, processor, held_out, **columns)
     training_args.remove_unused_columns = False

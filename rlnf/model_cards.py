@@ -30,10 +30,13 @@ _DEMO_NAMES = {
     "policy": "the rlnf demo policy (rlnf/assets/demo-whisper-sft, a tiny Whisper)",
     "dataset": "the rlnf Bambara demo corpus (synthetic espeak-ng speech)",
     "reward_model": "the rlnf demo reward model (rlnf/assets/demo-reward-model)",
+    "ctc_policy": "the rlnf demo CTC policy (rlnf/assets/demo-ctc-sft, a tiny Parakeet CTC)",
 }
 
 
 def _describe(value: str | None, kind: str) -> str | None:
+    if value == "demo-ctc":
+        return _DEMO_NAMES["ctc_policy"]
     return _DEMO_NAMES[kind] if value == "demo" else value
 
 

@@ -223,6 +223,53 @@ def test_sft_on_own_csv_pipeline_ready_with_card(assets, tmp_path: Path) -> None
     _assert_pipeline_matches_greedy(out, assets)
 
 
+def test_sft_ctc_trains_with_ctc_loss_and_reloads(assets, tmp_path: Path) -> None:
+    """`--tiny_architecture parakeet_ctc`: the model's own CTC loss goes down, and the saved policy reloads as a
+    CTC model whose greedy WER on the held-out rows is the one the recipe reported."""
+    from transformers import AutoProcessor, ParakeetForCTC
+
+    from rlnf.policies.base import load_policy_model
+    from rlnf.policies.tiny_ctc import demo_parakeet_ctc
+    from rlnf.recipe_support import load_train_eval
+    from rlnf.trainers.asr_eval import evaluate_asr
+
+    out = tmp_path / "ctc"
+    results = sft_recipe.main([
+        "--config", str(RECIPES / "sft_asr_ctc_demo.yaml"), "--dataset_name", str(assets["csv"]),
+        "--dataset_train_split", "train", "--dataset_test_split", "none", "--eval_split_size", "0.25",
+        "--output_dir", str(out), "--max_steps", "12", "--warmup_steps", "0", "--per_device_train_batch_size", "6",
+        "--logging_steps", "1", "--learning_rate", "0.003", "--save_strategy", "steps", "--save_steps", "12",
+    ])  # fmt: skip
+    state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == 12 and losses[-1] < losses[0]
+    model, processor = load_policy_model(str(out)), AutoProcessor.from_pretrained(out)
+    assert isinstance(model, ParakeetForCTC)
+    assert not torch.equal(model.ctc_head.weight, demo_parakeet_ctc(seed=0)[0].ctc_head.weight)  # it trained
+    script = sft_recipe.SFTScriptArguments(
+        dataset_name=str(assets["csv"]), dataset_train_split="train", dataset_test_split="none", eval_split_size=0.25
+    )
+    _, held_out, _ = load_train_eval(script, audio_column="audio", text_column="text", seed=0)
+    again = evaluate_asr(model, processor, held_out)
+    assert again["hypotheses"] == [e["hypothesis"] for e in results["examples"]]  # the saved policy was evaluated
+    assert again["wer"] == pytest.approx(results["after"]["wer"])
+
+
+def test_demo_ctc_policy_is_shipped_and_transcribes() -> None:
+    from transformers import AutoProcessor, ParakeetForCTC
+
+    from rlnf.assets import resolve_model_path
+    from rlnf.policies.base import load_policy_model
+
+    path = Path(resolve_model_path("demo-ctc"))
+    assert path.name == "demo-ctc-sft" and not (path / "training_args.bin").exists()  # no pickle shipped
+    model = load_policy_model(str(path))
+    assert isinstance(model, ParakeetForCTC) and sum(p.numel() for p in model.parameters()) < 1_000_000
+    measured = json.loads((path / "sft_results.json").read_text())
+    assert measured["after"]["wer"] < 0.2  # it learned the source domain (sft_validation)
+    assert AutoProcessor.from_pretrained(path).tokenizer.pad_token == "<blank>"
+
+
 # ----------------------------------------------------------------------------------------------- templates
 TEMPLATES = sorted(RECIPES.glob("grpo_asr_whisper_*.yaml"))
 

@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 
 ASSETS = Path(__file__).parent
 DEMO = "demo"
-DEMO_ASSETS = {"reward_model": "demo-reward-model", "policy": "demo-whisper-sft"}
+DEMO_CTC = "demo-ctc"  # the shipped CTC policy (a tiny Parakeet), for `--model_name_or_path demo-ctc`
+DEMO_ASSETS = {"reward_model": "demo-reward-model", "policy": "demo-whisper-sft", "ctc_policy": "demo-ctc-sft"}
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -23,7 +24,10 @@ class ModelNotAvailableError(FileNotFoundError):
 
 
 def resolve_demo_path(value: str | None, kind: str) -> str | None:
-    """``"demo"`` -> the shipped checkpoint folder of ``kind``; anything else unchanged."""
+    """``"demo"`` -> the shipped checkpoint folder of ``kind`` (``"demo-ctc"``: the CTC policy); anything else
+    unchanged."""
+    if value == DEMO_CTC:
+        value, kind = DEMO, "ctc_policy"
     if value != DEMO:
         return value
     if kind not in DEMO_ASSETS:
@@ -70,7 +74,7 @@ def resolve_model_path(value: str | os.PathLike, kind: str = "policy", *, option
     snapshot (if any) is returned instead, so loading works without the network.
     """
     text = os.fspath(value)
-    if text == DEMO:
+    if text in (DEMO, DEMO_CTC):
         return str(resolve_demo_path(text, kind))
     path = Path(text).expanduser()
     if path.is_dir():
@@ -103,6 +107,7 @@ __all__ = [
     "ASSETS",
     "DEMO",
     "DEMO_ASSETS",
+    "DEMO_CTC",
     "ModelNotAvailableError",
     "hub_offline",
     "hub_reachable",

@@ -175,7 +175,7 @@ def tiny_parakeet_ctc(
 def demo_parakeet_ctc(seed: int = 0) -> tuple[ParakeetForCTC, ParakeetProcessor]:
     """The demo CTC policy's architecture (random weights, 0.56 M parameters): a FastConformer with 40 ms frames
     (4x subsampling of 40 mel bins), 96 wide, 3 layers; no blank bias (SFT learns it). Trained by
-    ``benchmarks/ctc_demo_learning.py`` on the demo corpus' source domain."""
+    ``recipes/sft_asr.py --config recipes/sft_asr_ctc_demo.yaml`` on the demo corpus' source domain."""
     return tiny_parakeet_ctc(
         hidden_size=96,
         num_hidden_layers=3,
