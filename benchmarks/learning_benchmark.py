@@ -50,8 +50,8 @@ SETTINGS: dict[str, list[str]] = {
 # GRPO on the shipped CTC policy (its own YAML: a different policy, so its own before/after)
 SETTING_YAML = {"rloo": "rloo_asr_demo.yaml", "ppo": "ppo_asr_demo.yaml"}
 SETTINGS.update({name: ["--trainer", name] for name in SETTING_YAML})
-SETTING_YAML["ctc"] = "grpo_asr_ctc_demo.yaml"
-SETTINGS["ctc"] = []
+SETTING_YAML.update({"ctc": "grpo_asr_ctc_demo.yaml", "ctc_rm_only": "grpo_asr_ctc_demo.yaml"})
+SETTINGS.update({"ctc": [], "ctc_rm_only": SETTINGS["rm_only"]})
 
 
 def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
