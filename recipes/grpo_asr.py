@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, rewards=script_args.reward_funcs, reward_weights=args.reward_weights,
             reward_model=script_args.reward_model_path if use_reward_model else None, steps=trainer.state.global_step,
+            model_type=model.config.model_type,
         )  # fmt: skip
         save_card(card, output)
         no_wer = None if args.eval_reference_column else "eval_reference_column is None (no reference transcripts)"

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         card = asr_model_card(
             method="SFT", base_model=script_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=held_out_name,
-            before=before, after=after, steps=trainer.state.global_step,
+            before=before, after=after, steps=trainer.state.global_step, model_type=model.config.model_type,
         )  # fmt: skip
         save_card(card, output)
         (output / "sft_results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -64,9 +64,11 @@ def asr_model_card(
     steps: int | None = None,
     language: str = "bm",
     model_name: str | None = None,
+    model_type: str = "whisper",
 ) -> ModelCard:
-    """The card of a speech-recognition policy trained by ``method`` ("GRPO", "SFT"); ``before``/``after``
-    hold greedy ``wer``/``cer`` (or ``eval_wer``/``eval_cer``) on ``eval_split``."""
+    """The card of a speech-recognition policy trained by ``method`` ("GRPO", "RLOO", "PPO", "SFT");
+    ``before``/``after`` hold greedy ``wer``/``cer`` (or ``eval_wer``/``eval_cer``) on ``eval_split``;
+    ``model_type`` (the config's, e.g. "whisper", "parakeet_ctc") is a hub tag."""
 
     def metric(values: Mapping[str, Any], name: str) -> Any:
         return values.get(name, values.get(f"eval_{name}"))
@@ -90,16 +92,16 @@ def asr_model_card(
     name = model_name or f"rlnf-{method.lower()}-asr"
     data = ModelCardData(
         language=language, library_name="transformers", pipeline_tag="automatic-speech-recognition",
-        tags=["rlnf", method.lower(), "automatic-speech-recognition", "whisper"], base_model=base_id,
+        tags=["rlnf", method.lower(), "automatic-speech-recognition", model_type], base_model=base_id,
         datasets=[data_id] if data_id else None, model_name=name, eval_results=results or None,
     )  # fmt: skip
-    how = "reinforcement learning (GRPO, TRL + rlnf)" if method.upper() == "GRPO" else "supervised fine-tuning"
+    how = "supervised fine-tuning" if method.upper() == "SFT" else f"reinforcement learning ({method}, TRL + rlnf)"
     lines = [
         f"# {name}", "",
         f"A speech-recognition model trained with {how} from `{base_model or 'a policy built from scratch'}` on "
         f"`{dataset}`" + (f" (split `{train_split}`)" if train_split else "") + ".", "",
         "## Training", "",
-        f"- Base model: `{base_model or 'built from scratch (rlnf.policies.tiny_whisper)'}`",
+        f"- Base model: `{base_model or f'built from scratch (a tiny {model_type}, rlnf.policies)'}`",
         f"- Data: `{dataset}`" + (f", training split `{train_split}`" if train_split else "")
         + f", evaluation split `{eval_split}`",
     ]  # fmt: skip

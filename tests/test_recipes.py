@@ -529,6 +529,11 @@ def test_asr_card_metadata_validates_and_keeps_local_paths_out(tmp_path: Path) -
     assert loaded.data.base_model == "openai/whisper-small" and loaded.data.datasets is None  # a local CSV
     assert [(r.metric_type, r.metric_value) for r in loaded.data.eval_results] == [("wer", 0.4), ("cer", 0.2)]
     assert "| before training | 0.500 | 0.250 |" in loaded.text and "| after training | 0.400 | 0.200 |" in loaded.text
+    assert "whisper" in loaded.data.tags and "reinforcement learning (GRPO" in loaded.text
+    ppo = asr_model_card(method="PPO", base_model=None, dataset="demo", eval_split="test", before={}, after={},
+                         model_type="parakeet_ctc")  # fmt: skip
+    assert "parakeet_ctc" in ppo.data.tags and "whisper" not in ppo.data.tags
+    assert "reinforcement learning (PPO, TRL + rlnf)" in ppo.text and "a tiny parakeet_ctc" in ppo.text
 
 
 # ----------------------------------------------------------------------------------------------- GPU check
