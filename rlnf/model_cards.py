@@ -16,6 +16,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .assets import DEMO, DEMO_CTC
+
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -35,9 +37,9 @@ _DEMO_NAMES = {
 
 
 def _describe(value: str | None, kind: str) -> str | None:
-    if value == "demo-ctc":
+    if value == DEMO_CTC:
         return _DEMO_NAMES["ctc_policy"]
-    return _DEMO_NAMES[kind] if value == "demo" else value
+    return _DEMO_NAMES[kind] if value == DEMO else value
 
 
 def _rate(value: Any) -> str:

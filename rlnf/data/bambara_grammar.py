@@ -92,6 +92,7 @@ WEATHER = (
     "sanji", "funteni", "nɛnɛ", "fiɲɛ", "kalaya", "tile", "kalo", "dolo", "sankolo", "sanpɛrɛn", "bugun",
     "sankaba", "samiya", "tilema", "fonena", "ji",
 )  # fmt: skip
+WEEKDAYS = ("Ntɛnɛn", "Tarata", "Araba", "Alamisa", "Juma", "Sibiri", "Kari")  # time words of both tenses
 TIMES_PRESENT = (
     "bi",
     "sisan",
@@ -102,13 +103,7 @@ TIMES_PRESENT = (
     "sini sɔgɔma",
     "dɔgɔkun nata",
     "san nata",
-    "Ntɛnɛn",
-    "Tarata",
-    "Araba",
-    "Alamisa",
-    "Juma",
-    "Sibiri",
-    "Kari",
+    *WEEKDAYS,
     "sɔgɔmada",
     "tilelafana",
 )
@@ -121,13 +116,7 @@ TIMES_PAST = (
     "kalo tɛmɛnen",
     "bi",
     "kunu su",
-    "Ntɛnɛn",
-    "Tarata",
-    "Araba",
-    "Alamisa",
-    "Juma",
-    "Sibiri",
-    "Kari",
+    *WEEKDAYS,
     "fɔlɔfɔlɔ",
 )
 # Transitive verbs: (verb, objects it takes). Each template "S bɛ O V", "S ye O V" ... picks an allowed object.
