@@ -9,6 +9,7 @@ id), a folder missing a file names it, pickle-only weights are refused, and a hu
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +80,33 @@ def _check_processor_files(folder: Path) -> None:
             f"{_OPTION} folder {str(folder)!r} has neither {FEATURE_CONFIGS[0]} nor {FEATURE_CONFIGS[1]} (the "
             "audio feature settings)"
         )
+
+
+PROCESSOR_CONFIG = "processor_config.json"
+_HUB_KWARGS = ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
+
+
+def read_processor_settings(folder_or_hub_id: str, **kwargs: Any) -> dict[str, Any]:
+    """The processor-level settings saved in ``processor_config.json`` (``{}`` when there is none, as in the
+    published layout); sub-processor entries are left to their own ``from_pretrained``."""
+    folder = Path(folder_or_hub_id)
+    if folder.is_dir():
+        path = folder / kwargs.get("subfolder", "") / PROCESSOR_CONFIG
+        if not path.exists():
+            return {}
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
+        try:
+            path = Path(hf_hub_download(folder_or_hub_id, PROCESSOR_CONFIG, **hub_kwargs))
+        except EntryNotFoundError:
+            return {}
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{_OPTION} {str(path)!r}: expected a JSON object, got {type(settings).__name__}")
+    return settings
 
 
 def check_loading_info(info: Mapping[str, Any], where: str, *, allow_mismatched: bool = False) -> None:

@@ -14,7 +14,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
 
 from ..audio import load_audio
-from ..text import normalize_reward_text
+from ..text import get_normalizer, normalize_reward_text
 from .tokenization import RewardTokenizer
 
 logger = logging.getLogger(__name__)
@@ -115,33 +115,39 @@ class RewardModelProcessor(ProcessorMixin):
     ``processor(audios=[...], texts=[...])`` returns ``audio``, ``audio_attention_mask``, ``text`` and
     ``text_attention_mask``. An empty text is valid: it is scored as ``</s>`` alone (a "nothing was said"
     hypothesis), which the model scores like any other transcript.
+
+    ``text_normalizer`` is part of the checkpoint (saved in ``processor_config.json``): the normaliser the model
+    was trained with (`rlnf.text.get_normalizer` names: ``"bambara"``, ``"basic"``). ``None`` (the published
+    layout, which has no such setting) feeds raw text to SentencePiece, exactly as the original did.
     """
 
-    feature_extractor_class = "RewardFeatureExtractor"
-    tokenizer_class = "RewardTokenizer"
-
-    def __init__(self, feature_extractor: RewardFeatureExtractor, tokenizer: RewardTokenizer, **kwargs: Any) -> None:
-        super().__init__(feature_extractor, tokenizer, **kwargs)
+    def __init__(
+        self, feature_extractor: RewardFeatureExtractor, tokenizer: RewardTokenizer, text_normalizer: str | None = None
+    ) -> None:
+        if text_normalizer is not None:
+            get_normalizer(text_normalizer)  # an unknown name fails here, not at the first batch
+        self.text_normalizer = text_normalizer
+        super().__init__(feature_extractor, tokenizer)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> RewardModelProcessor:
         """Load from ``"demo"``, a local folder or a hub id; a folder without ``spiece.model`` (or without its
         feature settings) is a `~rlnf.reward_model.checkpoint.CheckpointError` naming the file, a missing folder
-        or an unreachable hub id fails at once (see `rlnf.reward_model.checkpoint`)."""
-        from .checkpoint import resolve_checkpoint
+        or an unreachable hub id fails at once (see `rlnf.reward_model.checkpoint`).
 
-        return super().from_pretrained(resolve_checkpoint(pretrained_model_name_or_path, "processor"), **kwargs)
+        The two parts are built explicitly through their own public ``from_pretrained`` (the tokenizer as
+        `RewardTokenizer` whatever class the folder names: the published repo says ``T5Tokenizer``, whose
+        transformers-5 conversion segments text differently from the original), so no version of
+        `ProcessorMixin`'s sub-processor resolution is involved.
+        """
+        from .checkpoint import read_processor_settings, resolve_checkpoint
 
-    @classmethod
-    def _get_arguments_from_pretrained(
-        cls, pretrained_model_name_or_path: Any, processor_dict: Any = None, **kwargs: Any
-    ):
-        """Load the tokenizer as `RewardTokenizer` whatever class the folder names (the published repo says
-        ``T5Tokenizer``, whose transformers-5 conversion segments text differently from the original)."""
-        kwargs.pop("subfolder", None)
-        feature_extractor = RewardFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs)
-        tokenizer = RewardTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
-        return [feature_extractor, tokenizer]
+        path = resolve_checkpoint(pretrained_model_name_or_path, "processor")
+        kwargs.pop("trust_remote_code", None)
+        feature_extractor = RewardFeatureExtractor.from_pretrained(path, **kwargs)
+        tokenizer = RewardTokenizer.from_pretrained(path, **kwargs)
+        settings = read_processor_settings(path, **kwargs)
+        return cls(feature_extractor, tokenizer, text_normalizer=settings.get("text_normalizer"))
 
     def extract_audio(self, audios: Any, sampling_rate: int | None = None) -> BatchFeature:
         """Clip-only work: features and frame mask."""
@@ -150,10 +156,9 @@ class RewardModelProcessor(ProcessorMixin):
     def tokenize(self, texts: Sequence[str]) -> BatchFeature:
         """Text-only work: ids (SentencePiece + ``</s>``) padded with ``<pad>``, and their mask.
 
-        Texts are first normalised with `rlnf.text.normalize_reward_text`, the normalisation of every rlnf
-        reward (wer/cer too): lower case, so a capital Ɛ Ɔ Ɲ Ŋ is not an unknown piece; punctuation and tone
-        marks dropped. For the lower-case, unpunctuated text the published model was trained on, the ids are
-        exactly the original's; ``self.tokenizer`` itself stays the raw SentencePiece tokenizer.
+        Texts go through ``self.text_normalizer`` first when the checkpoint names one (rlnf-trained models
+        save the one they were trained with); without it (the published checkpoint) the ids are exactly the
+        original's: ``sentencepiece.encode(text) + [</s>]`` on the raw text.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -162,7 +167,10 @@ class RewardModelProcessor(ProcessorMixin):
                 raise ValueError(f"text item {i}: expected a string, got {type(text).__name__}")
         if len(texts) == 0:
             raise ValueError("no text given")
-        ids = self.tokenizer.encode_texts([normalize_reward_text(text) for text in texts])
+        if self.text_normalizer is not None:
+            normalize = get_normalizer(self.text_normalizer)
+            texts = [normalize(text) for text in texts]
+        ids = self.tokenizer.encode_texts(list(texts))
         length = max(len(row) for row in ids)
         text = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), length), dtype=torch.long)
@@ -178,20 +186,22 @@ class RewardModelProcessor(ProcessorMixin):
         sampling_rate: int | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
-        if audios is None and texts is None:
-            raise ValueError("give audios, texts or both")
-        if audios is not None and not isinstance(audios, (list, tuple)):
+        """Both halves of the model's input. The model scores (clip, text) pairs, so a call without either is
+        refused here rather than as a missing argument deep in the forward; `extract_audio` and `tokenize` are
+        the clip-only and text-only halves."""
+        if audios is None or texts is None:
+            missing = "audios" if audios is None else "texts"
+            raise ValueError(
+                f"RewardModelProcessor needs both audios and texts (got no {missing}): the model scores pairs. "
+                "For one half only, call processor.extract_audio(audios) or processor.tokenize(texts)."
+            )
+        if not isinstance(audios, (list, tuple)):
             audios = [audios]
         if isinstance(texts, str):
             texts = [texts]
-        if audios is not None and texts is not None and len(audios) != len(texts):
+        if len(audios) != len(texts):
             raise ValueError(f"got {len(audios)} audios but {len(texts)} texts: they are scored pairwise")
-        batch: dict[str, torch.Tensor] = {}
-        if audios is not None:
-            batch.update(self.extract_audio(audios, sampling_rate))
-        if texts is not None:
-            batch.update(self.tokenize(texts))
-        return BatchFeature(batch)
+        return BatchFeature({**self.extract_audio(audios, sampling_rate), **self.tokenize(texts)})
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
@@ -250,6 +260,6 @@ def train_tokenizer(
             minloglevel=2,
         )
         tokenizer = RewardTokenizer(vocab_file=str(prefix) + ".model")
-        processor = RewardModelProcessor(RewardFeatureExtractor(), tokenizer)
+        processor = RewardModelProcessor(RewardFeatureExtractor(), tokenizer, text_normalizer="bambara")
         processor.save_pretrained(output_dir)
     return RewardModelProcessor.from_pretrained(output_dir)
