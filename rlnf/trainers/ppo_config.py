@@ -80,10 +80,6 @@ class ASRPPOConfig(SpeechConfigMixin, TrainingArguments):
         default=True,
         metadata={"help": "Gather ZeRO-3 weights for generation (kept for the shared sampling path)."},
     )
-    disable_dropout: bool = field(
-        default=True,
-        metadata={"help": "Turn dropout off in policy, reference and critic, so the ratios are not noise."},
-    )
 
     # ---- PPO -------------------------------------------------------------------------------------
     cliprange: float = field(default=0.2, metadata={"help": "Clip range of the policy ratio."})

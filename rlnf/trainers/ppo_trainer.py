@@ -43,7 +43,6 @@ from trl import GRPOTrainer
 from trl.distributed import DistributedBackend
 from trl.trainer.utils import (
     add_fused_lm_head,
-    disable_dropout_in_model,
     get_callable_name,
     shuffle_sequence_dict,
     split_tensor_dict,
@@ -144,10 +143,6 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
-        if args.disable_dropout:
-            for module in (model, self.ref_model, self.value_model):
-                if module is not None:
-                    disable_dropout_in_model(module)
 
         init_kwargs, args.model_init_kwargs = args.model_init_kwargs, None
         try:

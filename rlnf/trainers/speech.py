@@ -39,6 +39,7 @@ from trl.trainer.utils import is_async_callable
 from ..audio import audio_key, load_audio
 from ..data.loading import check_columns as shared_check
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
+from ..policies.same_function import use_fixed_statistics_and_no_dropout
 from .asr_eval import error_rates
 
 ROW_ID_COLUMN = "__rlnf_row__"  # map-style datasets: the row index, only to name rows in error messages
@@ -244,6 +245,9 @@ class SpeechTrainerMixin:
         self._asr_eval_dataset: Any = None
         self._deferred_hooks: list | None = None
         self.policy.prepare_model(self.model)
+        for model in (self.model, getattr(self, "ref_model", None), getattr(self, "value_model", None)):
+            if model is not None:
+                use_fixed_statistics_and_no_dropout(model)
         if self._dist.is_fsdp and self.eval_dataset is not None and self.args.eval_strategy != "no":
             raise NotImplementedError(_FSDP_EVAL)
 

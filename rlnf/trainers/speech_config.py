@@ -124,6 +124,15 @@ class SpeechConfigMixin:
         default=None,
         metadata={"help": "Token budget of greedy eval transcripts. None: max_completion_length."},
     )
+    disable_dropout: bool = field(
+        default=True,
+        metadata={
+            "help": "Dropout off in every pass (TRL's GRPO/RLOO default is False). RL compares log-probs of the "
+            "same weights across passes: with dropout (or BatchNorm batch statistics, which rlnf always "
+            "replaces with the running ones) the ratio is not 1 and the KL not 0 at unchanged weights. "
+            "False is refused."
+        },
+    )
     eval_sampled_rewards: bool = field(
         default=True,
         metadata={
@@ -143,6 +152,12 @@ class SpeechConfigMixin:
             )
         if self.task not in ("transcribe", "translate", None):
             raise ValueError(f"task must be 'transcribe', 'translate' or None, got {self.task!r}")
+        if not self.disable_dropout:
+            raise ValueError(
+                "disable_dropout=False is not supported by rlnf's speech trainers: dropout makes the sampling, "
+                "old-policy, reference and loss passes different functions of the same weights (ratio != 1, "
+                "KL != 0 at unchanged weights). Leave disable_dropout at True."
+            )
         if not isinstance(self.sampling_rate, int) or self.sampling_rate <= 0:
             raise ValueError(f"sampling_rate must be a positive int, got {self.sampling_rate!r}")
 
