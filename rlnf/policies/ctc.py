@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import AutoModelForCTC, GenerationConfig
 
+from ..compat import encoder_output_lengths, groups_repeated_tokens
 from .base import (
     ChunkScorer,
     ClipBatch,
@@ -140,11 +140,11 @@ def label_text_tokenizer(tokenizer: Any) -> Any:
     repeats. Collapsed label sequences must be decoded as they are (``[a, a]`` is "aa"). TRL decodes the
     completions with the tokenizer it is given, so it gets this copy; the user's tokenizer is left unchanged.
     """
-    decode = getattr(type(tokenizer), "_decode", None)
-    if decode is None or "group_tokens" not in inspect.signature(decode).parameters:
+    if not groups_repeated_tokens(tokenizer):
         return tokenizer  # no CTC grouping to switch off
     view = copy.copy(tokenizer)
-    view._decode = functools.partial(decode.__get__(view), group_tokens=False)
+    view.decode = functools.partial(tokenizer.decode, group_tokens=False)
+    view.batch_decode = functools.partial(tokenizer.batch_decode, group_tokens=False)
     return view
 
 
@@ -194,16 +194,6 @@ def check_ctc_model(model: nn.Module, tokenizer: Any) -> int:
     return int(blank)
 
 
-def output_frames(model: nn.Module, input_lengths: torch.Tensor) -> torch.Tensor:
-    """Encoder output frames for inputs of ``input_lengths`` (samples or feature frames), by the model's own
-    length formula (conv front end / subsampling)."""
-    if hasattr(model, "_get_feat_extract_output_lengths"):
-        return model._get_feat_extract_output_lengths(input_lengths).long()
-    if hasattr(model, "_get_subsampling_output_length"):
-        return model._get_subsampling_output_length(input_lengths).long()
-    raise TypeError(f"{type(model).__name__} does not say how many frames it outputs for an input length")
-
-
 def _input_lengths(feature_extractor: Any, samples: int) -> int:
     """Input length (samples or feature frames) the feature extractor gives a clip of ``samples`` samples."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):  # silence: normalising a near-empty clip
@@ -228,11 +218,11 @@ def min_clip_samples(model: nn.Module, feature_extractor: Any, upper: int = 1 <<
             samples = (samples - 1) * int(stride) + int(kernel)
         return samples
     low, high = 1, upper  # features + subsampling: monotone in the clip length, search it
-    if int(output_frames(model, torch.tensor([_input_lengths(feature_extractor, high)]))[0]) < 1:
+    if int(encoder_output_lengths(model, torch.tensor([_input_lengths(feature_extractor, high)]))[0]) < 1:
         raise ValueError(f"{type(model).__name__} outputs no frame even for a clip of {upper} samples")
     while low < high:
         middle = (low + high) // 2
-        if int(output_frames(model, torch.tensor([_input_lengths(feature_extractor, middle)]))[0]) >= 1:
+        if int(encoder_output_lengths(model, torch.tensor([_input_lengths(feature_extractor, middle)]))[0]) >= 1:
             high = middle
         else:
             low = middle + 1
@@ -277,7 +267,7 @@ class CTCPolicy(SpeechPolicy):
 
     Trainable parameters: the conv feature encoder is frozen by default (``freeze_feature_encoder``), as CTC
     fine-tuning does; ``freeze_encoder=True`` trains the CTC head and, for MMS, the attention adapters only
-    (MMS's adapter-only fine-tuning: the weights of ``model._get_adapters()``); a ``peft_config`` trains LoRA.
+    (MMS's adapter-only fine-tuning: the ``adapter_layer`` weights); a ``peft_config`` trains LoRA.
     """
 
     family = "ctc"
@@ -377,8 +367,9 @@ class CTCPolicy(SpeechPolicy):
             for name, param in base.named_parameters():
                 param.requires_grad_(name.startswith(f"{head}."))
             if getattr(self.config, "adapter_attn_dim", None) is not None:  # MMS: adapter-only fine-tuning
-                for param in base._get_adapters().values():
-                    param.requires_grad_(True)
+                for name, param in base.named_parameters():  # MMS adapter weights: `...layers.N.adapter_layer.*`
+                    if ".adapter_layer." in name:
+                        param.requires_grad_(True)
         if self.options.freeze_feature_encoder:
             if hasattr(base, "freeze_feature_encoder"):
                 base.freeze_feature_encoder()
@@ -429,7 +420,7 @@ class CTCPolicy(SpeechPolicy):
         """Real output frames of each clip ``[clips]`` (padding excluded)."""
         core = peft_base(extract_model_from_parallel(model))
         lengths = clips.inputs["attention_mask"].sum(-1)
-        return output_frames(core, lengths).clamp(max=steps)
+        return encoder_output_lengths(core, lengths).clamp(max=steps)
 
     def forward(self, model: nn.Module, clips: ClipBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """THE model call of a pass: once per unique clip -> ``(log_probs [clips, T, V], frames [clips])``."""
@@ -588,7 +579,6 @@ __all__ = [
     "greedy_labels",
     "label_text_tokenizer",
     "min_clip_samples",
-    "output_frames",
     "sample_paths",
     "sequence_log_probs",
 ]

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compat import encoder_output_lengths
 from .base import ClipBatch, peft_base
 
 
@@ -157,7 +158,7 @@ class SequenceValueModel(nn.Module):
 
     ``forward(clips) -> [clips]``: one value per CLIP (the G rows of a clip share it, as the audio is all it
     sees). The frame mask comes from the inputs' ``attention_mask`` through the encoder's
-    ``_get_feat_extract_output_lengths`` (wav2vec2-style CTC encoders); Whisper pads every clip to a fixed
+    `rlnf.compat.encoder_output_lengths` (wav2vec2-style CTC encoders; Parakeet's encoder returns its own mask); Whisper pads every clip to a fixed
     window without a mask, so all its frames are pooled.
     """
 
@@ -169,30 +170,47 @@ class SequenceValueModel(nn.Module):
     @classmethod
     def from_policy(cls, policy: nn.Module, dropout: float = 0.0) -> SequenceValueModel:
         base = _plain_copy(policy)
-        # Encoder-decoder: its audio encoder. Encoder-only (CTC): the whole base model below the CTC head (its
-        # own get_encoder() would be the transformer stack alone, which does not take audio).
-        if getattr(base.config, "is_encoder_decoder", False):
-            encoder = base.get_encoder()
-        else:
-            encoder = getattr(base, base.base_model_prefix)
         config = base.config
         hidden = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
         if hidden is None:
+            encoder_config = getattr(config, "encoder_config", None)
+            hidden = getattr(encoder_config, "hidden_size", None)
+        if hidden is None:
             raise TypeError(f"cannot tell the encoder width of {type(base).__name__} (no d_model/hidden_size)")
+        encoder = audio_encoder(base)
         encoder.requires_grad_(True)
         return cls(encoder, int(hidden), dropout)
 
-    def frame_mask(self, inputs: dict[str, torch.Tensor], frames: int) -> torch.Tensor | None:
+    def frame_mask(self, inputs: dict[str, torch.Tensor], output: Any) -> torch.Tensor | None:
+        """Which encoder frames are real: the encoder's own output mask (Parakeet) or the input mask mapped
+        through the encoder's length formula (wav2vec2-style); None (pool every frame) without an input mask."""
+        frames = output.last_hidden_state.shape[1]
+        returned = getattr(output, "attention_mask", None)
+        if returned is not None:
+            return returned[:, :frames].bool()
         mask = inputs.get("attention_mask")
-        lengths_of = getattr(self.encoder, "_get_feat_extract_output_lengths", None)
-        if mask is None or lengths_of is None:
+        if mask is None:
             return None
-        lengths = lengths_of(mask.long().sum(-1)).clamp(max=frames)
+        lengths = encoder_output_lengths(self.encoder, mask.long().sum(-1)).clamp(max=frames)
         return torch.arange(frames, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
 
     def forward(self, clips: ClipBatch) -> torch.Tensor:
-        states = self.encoder(**clips.inputs).last_hidden_state
-        return self.head(pooled_states(states, self.frame_mask(clips.inputs, states.shape[1])))
+        output = self.encoder(**clips.inputs)
+        return self.head(pooled_states(output.last_hidden_state, self.frame_mask(clips.inputs, output)))
+
+
+def audio_encoder(base: nn.Module) -> nn.Module:
+    """The part of a speech model that takes the audio inputs and returns ``last_hidden_state``.
+
+    Encoder-decoder (Whisper): its encoder. CTC with a base model under the head (wav2vec2, HuBERT, MMS:
+    ``model.wav2vec2``): that base model (its own ``get_encoder()`` is the transformer stack, which does not
+    take audio). CTC whose head sits on the encoder itself (Parakeet: ``base_model`` is the model): its encoder.
+    """
+    if getattr(base.config, "is_encoder_decoder", False):
+        return base.get_encoder()
+    if base.base_model is not base:
+        return base.base_model
+    return base.get_encoder()
 
 
 VALUE_MODELS = ("separate", "shared", "audio")

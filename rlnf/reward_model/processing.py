@@ -14,6 +14,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
 
 from ..audio import load_audio
+from ..compat import whisper_log_mel
 from ..text import get_normalizer, normalize_reward_text
 from .tokenization import RewardTokenizer
 
@@ -80,7 +81,7 @@ class RewardFeatureExtractor(WhisperFeatureExtractor):
         if self.do_normalize:  # in float64: the variance of a very loud float32 clip overflows float32
             wide = waveform.astype(np.float64)
             waveform = (wide - wide.mean()) / np.sqrt(wide.var() + 1e-7)
-        return self._torch_extract_fbank_features(waveform[None].astype(np.float32), "cpu")[0]
+        return whisper_log_mel(self, waveform)
 
     def __call__(
         self,

@@ -41,8 +41,9 @@ def default_device() -> torch.device:
     """The accelerate process device when accelerate is running, else CUDA (this rank's GPU), else CPU."""
     try:
         from accelerate import PartialState
+        from accelerate.state import is_initialized
 
-        if PartialState._shared_state:  # initialised by a trainer/Accelerator; never initialise it here
+        if is_initialized():  # an Accelerator (a trainer's) set the process up; never initialise it here
             return PartialState().device
     except ImportError:  # accelerate is a TRL dependency, but the wrapper also works without it
         pass
