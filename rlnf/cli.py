@@ -33,15 +33,16 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    """Greedy transcripts, one ``AUDIO<TAB>TEXT`` line per file, decoded as rlnf evaluates (no FFmpeg needed)."""
+    """Greedy transcripts by any policy family, one ``AUDIO<TAB>TEXT`` line per file, decoded as rlnf evaluates
+    (no FFmpeg needed)."""
     import torch
-    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+    from transformers import AutoProcessor
 
     from .assets import resolve_model_path
-    from .policies.whisper import transcribe
+    from .policies.base import load_policy_model, transcribe
 
     path = resolve_model_path(args.model, "policy", option="--model")
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(path).eval()
+    model = load_policy_model(path).eval()  # any policy family: Whisper, CTC
     processor = AutoProcessor.from_pretrained(path)
     saved = getattr(model, "generation_config", None)  # the prefix the training recipe saved
     language = args.language or getattr(saved, "language", None)

@@ -532,11 +532,12 @@ def test_demo_yamls_parse_with_their_config(name):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_ctc_policy_with_the_audio_critic(tmp_path, audio_dataset):
-    from rlnf.policies.tiny_ctc import tiny_wav2vec2_ctc
+@pytest.mark.parametrize("architecture", ["wav2vec2", "parakeet"])
+def test_ctc_policy_with_the_audio_critic(tmp_path, audio_dataset, architecture):
+    from rlnf.policies import tiny_ctc
     from rlnf.trainers import ASRPPOTrainer
 
-    model, processor = tiny_wav2vec2_ctc()
+    model, processor = getattr(tiny_ctc, f"tiny_{architecture}_ctc")()
     args = make_ppo_args(tmp_path, value_model="audio", per_device_train_batch_size=4, num_generations=2)
     args.num_ppo_epochs = 2
     args.max_steps = 2

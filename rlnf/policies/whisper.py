@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from accelerate.utils import extract_model_from_parallel
 from torch import nn
-from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin
+from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from .base import (
@@ -278,7 +278,7 @@ class WhisperPolicy(SpeechPolicy):
     """
 
     family = "whisper"
-    description = "speech encoder-decoder models (AutoModelForSpeechSeq2Seq, e.g. Whisper) that take input_features"
+    description = "Whisper (WhisperForConditionalGeneration)"
     auto_model_class = AutoModelForSpeechSeq2Seq
 
     def __init__(self, model: nn.Module, processor: Any, options: PolicyOptions):
@@ -322,20 +322,13 @@ class WhisperPolicy(SpeechPolicy):
 
     @classmethod
     def accepts(cls, model: Any) -> bool:
-        base = peft_base(model)
-        return bool(
-            getattr(getattr(base, "config", None), "is_encoder_decoder", False)
-            and hasattr(base, "get_encoder")
-            and getattr(base, "main_input_name", None) == "input_features"
-        )
+        # By class, not by duck typing: other encoder-decoders with `input_features` (a ParakeetForTDT says
+        # is_encoder_decoder and has get_encoder) are not Whisper and must not be trained as if they were.
+        return isinstance(peft_base(model), WhisperForConditionalGeneration)
 
     @classmethod
     def accepts_config(cls, config: Any) -> bool:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
-
-        return bool(getattr(config, "is_encoder_decoder", False)) and (
-            getattr(config, "model_type", None) in MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
-        )
+        return getattr(config, "model_type", None) == "whisper"
 
     # ---- checks --------------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""Which family takes which model (by class, never by duck typing), and `rlnf transcribe` for every family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import synthetic_clip
+from transformers import AutoProcessor, ParakeetForTDT, ParakeetTDTConfig
+
+from rlnf.assets import resolve_demo_path
+from rlnf.cli import main
+from rlnf.policies.base import load_policy_model, policy_families, policy_for, transcribe
+from rlnf.policies.ctc import CTCPolicy
+from rlnf.policies.whisper import WhisperPolicy
+
+
+def tiny_tdt() -> ParakeetForTDT:
+    encoder = {
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "intermediate_size": 32,
+        "num_mel_bins": 16,
+        "subsampling_conv_channels": 4,
+        "subsampling_factor": 8,
+        "conv_kernel_size": 9,
+    }
+    config = ParakeetTDTConfig(
+        vocab_size=12, blank_token_id=11, pad_token_id=1, decoder_hidden_size=16, encoder_config=encoder
+    )
+    torch.manual_seed(0)
+    return ParakeetForTDT(config)
+
+
+def test_a_transducer_is_taken_by_no_family_and_refused_by_name():
+    model = tiny_tdt()
+    assert model.config.is_encoder_decoder and hasattr(model, "get_encoder")  # what fooled the duck typing
+    assert not any(family.accepts(model) for family in policy_families())
+    with pytest.raises(
+        TypeError,
+        match=r"no rlnf policy family handles ParakeetForTDT\. Known families: .*WhisperForConditionalGeneration",
+    ):
+        policy_for(model, processor=None)
+
+
+@pytest.mark.parametrize(("name", "family"), [("demo", WhisperPolicy), ("demo-ctc", CTCPolicy)])
+def test_each_demo_policy_is_taken_by_its_own_family_only(name, family):
+    model = load_policy_model(resolve_demo_path(name, "policy"))
+    assert [f for f in policy_families() if f.accepts(model)] == [family]
+
+
+@pytest.mark.parametrize("name", ["demo", "demo-ctc"])
+def test_rlnf_transcribe_works_for_every_family(name, tmp_path, capsys):
+    files = []
+    for i, seconds in enumerate((1.1, 1.6)):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, synthetic_clip(seconds, 180.0 + 90 * i, seed=i), 16000, subtype="FLOAT")
+        files.append(str(path))
+    assert main(["transcribe", *files, "--model", name, "--device", "cpu", "--max_new_tokens", "20"]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    path = resolve_demo_path(name, "policy")
+    model = load_policy_model(path).eval()
+    waveforms = [synthetic_clip(s, 180.0 + 90 * i, seed=i) for i, s in enumerate((1.1, 1.6))]
+    expected = transcribe(model, AutoProcessor.from_pretrained(path), [np.asarray(w) for w in waveforms],
+                          max_new_tokens=20)  # fmt: skip
+    assert lines == [f"{f}\t{t}" for f, t in zip(files, expected, strict=True)]
