@@ -38,6 +38,8 @@ _LAZY = {
     "ASRRLOOConfig": "rlnf.trainers",
     "ASRRLOOTrainer": "rlnf.trainers",
     "load_audio": "rlnf.audio",
+    "wer": "rlnf.rewards.transcript_rewards",
+    "cer": "rlnf.rewards.transcript_rewards",
 }
 
 
@@ -60,7 +62,9 @@ __all__ = [
     "RewardModel",
     "RewardModelProcessor",
     "RewardTokenizer",
+    "cer",
     "get_reward_funcs",
     "load_audio",
     "train_tokenizer",
+    "wer",
 ]

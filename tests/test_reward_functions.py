@@ -6,6 +6,7 @@ import io
 import math
 import pickle
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -652,3 +653,20 @@ def test_capital_bambara_letters_are_one_text_for_the_reward_model_and_wer(tiny,
     audios = wav_paths[:3]
     assert reward(completions=CAPITALS, audio=audios) == pytest.approx(reward(completions=lower, audio=audios), abs=0)
     assert wer(CAPITALS, text=lower) == [1.0, 1.0, 1.0] and cer(CAPITALS, text=lower) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("reward", [wer, cer, repetition_penalty, empty_penalty])
+def test_a_reference_column_under_another_name_is_warned_once(reward):
+    """Stock TRL would silently train without the transcript reward: say which columns came and what to pass."""
+    from rlnf.rewards import transcript_rewards
+
+    transcript_rewards._WARNED_MISSING.clear()
+    kwargs = {"transcript": ["i ni ce", "i ni ce"], "audio": [None, None], "trainer_state": None}
+    with pytest.warns(UserWarning, match=r"no reference column 'text' \(dataset columns: \['audio', 'transcript'\]\)"):
+        first = reward(["i ni ce", "foo"], **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second batch does not warn again
+        reward(["i ni ce", "foo"], **kwargs)
+        named = reward(["i ni ce", "foo"], reference_column="transcript", **kwargs)
+    if reward in (wer, cer):
+        assert first == [None, None] and named[0] == 1.0 and named[1] < 1.0

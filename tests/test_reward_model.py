@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, WhisperFeatureExtractor
 
-from rlnf import RewardConfig, RewardModel, RewardModelProcessor
+from rlnf import RewardConfig, RewardModel, RewardModelProcessor, train_tokenizer
 from rlnf.assets import resolve_demo_path
 from rlnf.cli import main as cli_main
 from rlnf.reward_model.checkpoint import CheckpointError
@@ -431,3 +431,66 @@ def test_loud_clips_score_like_the_same_clip_at_normal_level(loaded):
     extractor = processor.feature_extractor
     loud = (clip * np.float32(1e19)).astype(np.float32)  # straight into the normalisation, past the loader
     np.testing.assert_allclose(extractor.log_mel(loud), extractor.log_mel(clip), atol=1e-3)
+
+
+# ---- text normalisation is a saved processor setting -----------------------------------------------------
+
+RAW_TEXTS = [
+    "su kini taama nyɔgɔn kini",  # legacy spelling ny (the original never rewrote it to ɲ)
+    "Ngoni bè Bamako.",  # capital, legacy è, punctuation
+    "A ye wari 25 di, k'a san!",  # digits, apostrophe, punctuation
+    "ƐƆ Ɲ Ŋ?",  # capital Bambara letters
+]
+
+
+def test_published_layout_tokenises_raw_text_exactly_as_the_original(published, loaded):
+    _, processor = loaded
+    assert processor.text_normalizer is None  # the published folder has no such setting
+    sp = spm.SentencePieceProcessor(model_file=str(published / "spiece.model"))
+    eos = sp.get_piece_size() + 100
+    batch = processor.tokenize(RAW_TEXTS)
+    for row, text in enumerate(RAW_TEXTS):
+        n = int(batch["text_attention_mask"][row].sum())
+        assert batch["text"][row, :n].tolist() == sp.encode(text) + [eos], text
+
+
+def test_published_layout_scores_raw_text_as_the_original(published, loaded):
+    model, processor = loaded
+    waveform = clips()[1]
+    for text in RAW_TEXTS:
+        with torch.no_grad():
+            ours = float(model(**processor(audios=[waveform], texts=[text])).logits[0])
+        assert ours == pytest.approx(original_score(published, waveform, text), abs=1e-4)
+
+
+def test_a_saved_normaliser_is_reloaded_and_applied(tmp_path, published, loaded):
+    from rlnf.text import bambara_normalize
+
+    _, processor = loaded
+    normalising = RewardModelProcessor(processor.feature_extractor, processor.tokenizer, text_normalizer="bambara")
+    normalising.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["text_normalizer"] == "bambara"
+    again = RewardModelProcessor.from_pretrained(tmp_path)
+    assert again.text_normalizer == "bambara"
+    sp = spm.SentencePieceProcessor(model_file=str(published / "spiece.model"))
+    batch = again.tokenize(RAW_TEXTS)
+    for row, text in enumerate(RAW_TEXTS):
+        n = int(batch["text_attention_mask"][row].sum())
+        assert batch["text"][row, :n].tolist() == sp.encode(bambara_normalize(text)) + [sp.get_piece_size() + 100]
+    with pytest.raises(ValueError, match="unknown normalizer 'klingon'"):
+        RewardModelProcessor(processor.feature_extractor, processor.tokenizer, text_normalizer="klingon")
+
+
+def test_trained_tokenizers_and_the_demo_save_the_normaliser_they_were_trained_with(tmp_path):
+    from rlnf.testing import BAMBARA_SAMPLE
+
+    assert train_tokenizer(BAMBARA_SAMPLE * 3, tmp_path, vocab_size=60).text_normalizer == "bambara"
+    assert RewardModelProcessor.from_pretrained("demo").text_normalizer == "bambara"
+
+
+def test_a_call_without_texts_or_audio_is_refused(loaded):
+    _, processor = loaded
+    with pytest.raises(ValueError, match=r"needs both audios and texts \(got no texts\).*processor.extract_audio"):
+        processor(audios=clips()[:1])
+    with pytest.raises(ValueError, match=r"got no audios"):
+        processor(texts=["i ni ce"])

@@ -23,18 +23,7 @@ import numpy as np
 import torch
 
 from ..audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, load_audio
-from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, completion_texts
-
-# Keywords TRL passes that are not dataset columns (left out of error messages about columns).
-_TRL_KWARGS = (
-    "prompts",
-    "completions",
-    "completion_ids",
-    "trainer_state",
-    "log_extra",
-    "log_metric",
-    "environments",
-)
+from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, TRL_KWARGS, completion_texts
 
 
 def default_device() -> torch.device:
@@ -262,7 +251,7 @@ class AudioTextReward:
     def _audio_items(self, kwargs: dict[str, Any]) -> Sequence[Any]:
         audios = kwargs.get(self.audio_column)
         if audios is None:
-            columns = sorted(key for key in kwargs if key not in _TRL_KWARGS)
+            columns = sorted(key for key in kwargs if key not in TRL_KWARGS)
             raise ValueError(
                 f"AudioTextReward needs the audio column {self.audio_column!r}, but the reward function got "
                 f"the columns {columns}. Keep the column in the dataset (GRPOConfig.remove_unused_columns="

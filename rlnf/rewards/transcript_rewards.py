@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -86,8 +87,38 @@ def completion_texts(completions: Sequence[Any]) -> list[str]:
     return [completion_text(completion, index) for index, completion in enumerate(completions)]
 
 
-def _references(kwargs: dict[str, Any], column: str, count: int) -> list[str | None]:
-    """The reference column, or ``None`` per row when the dataset has no such column."""
+# Keywords TRL passes that are not dataset columns (left out of messages about columns).
+TRL_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
+_WARNED_MISSING: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def dataset_columns(kwargs: dict[str, Any]) -> list[str]:
+    """The dataset columns among the keywords TRL passed to a reward."""
+    return sorted(k for k in kwargs if k not in TRL_KWARGS)
+
+
+def _warn_missing_column(reward: str, column: str, kwargs: dict[str, Any]) -> None:
+    """Once per reward, column and set of columns: a reference column under another name would otherwise
+    silently give ``None`` for every completion (stock TRL then trains without that reward)."""
+    columns = tuple(dataset_columns(kwargs))
+    if (reward, column, columns) in _WARNED_MISSING:
+        return
+    _WARNED_MISSING.add((reward, column, columns))
+    factory = {"wer": "make_wer_reward", "cer": "make_cer_reward"}.get(reward, f"make_{reward}")
+    warnings.warn(
+        f"{reward}: the batch has no reference column {column!r} (dataset columns: {list(columns)}), so it "
+        f"applies to no completion{' (every value is None)' if reward in ('wer', 'cer') else ''}. If the "
+        f"transcripts are in another column, pass reference_column=... (e.g. rlnf.rewards.transcript_rewards.{factory}"
+        f"(reference_column='transcript'), or --reference_column in the recipes).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _references(kwargs: dict[str, Any], column: str, count: int, reward: str) -> list[str | None]:
+    """The reference column, or ``None`` per row when the dataset has no such column (warned once)."""
+    if column not in kwargs:
+        _warn_missing_column(reward, column, kwargs)
     references = kwargs.get(column)
     if references is None:
         return [None] * count
@@ -122,7 +153,7 @@ def _error_rate_reward(
     hypotheses = completion_texts(completions)
     normalize = get_normalizer(normalizer)
     rewards: RewardOutput = []
-    references = _references(kwargs, reference_column, len(hypotheses))
+    references = _references(kwargs, reference_column, len(hypotheses), "wer" if unit == "word" else "cer")
     for reference, hypothesis in zip(references, hypotheses, strict=True):
         if reference is None:
             rewards.append(None)
@@ -265,7 +296,7 @@ def repetition_penalty(
         raise ValueError(f"penalty must be <= 0, got {penalty}")
     normalize = get_normalizer(normalizer)
     hypotheses = [normalize(text) for text in completion_texts(completions)]
-    raw_references = _references(kwargs, reference_column, len(hypotheses))
+    raw_references = _references(kwargs, reference_column, len(hypotheses), "repetition_penalty")
     references = [None if ref is None else normalize(ref) for ref in raw_references]
     durations = [None] * len(hypotheses)
     if chars_per_second is not None:
@@ -298,7 +329,7 @@ def empty_penalty(
     """``penalty`` for a completion that is empty after normalisation, unless its reference is empty too."""
     normalize = get_normalizer(normalizer)
     hypotheses = completion_texts(completions)
-    references = _references(kwargs, reference_column, len(hypotheses))
+    references = _references(kwargs, reference_column, len(hypotheses), "empty_penalty")
     values = []
     for hypothesis, reference in zip(hypotheses, references, strict=True):
         silent_clip = reference is not None and not normalize(reference)
