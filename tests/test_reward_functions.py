@@ -479,13 +479,17 @@ def test_model_is_placed_once_and_scores_in_eval_mode(tiny, wav_paths):
     assert reward.device == torch.device("cpu")
 
 
-def test_default_device_without_accelerate_state(monkeypatch):
-    from accelerate import PartialState
+def _must_not_initialise(*args, **kwargs):
+    raise AssertionError("default_device initialised accelerate's state")
 
-    monkeypatch.setattr(PartialState, "_shared_state", {})  # as if no trainer had started accelerate yet
+
+def test_default_device_without_accelerate_state(monkeypatch):
+    import accelerate.state
+
+    monkeypatch.setattr(accelerate.state, "is_initialized", lambda: False)  # as if no trainer had started yet
+    monkeypatch.setattr(accelerate.state.PartialState, "__init__", _must_not_initialise)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert default_device().type == expected
-    assert PartialState._shared_state == {}  # looking must not initialise it
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
     assert default_device().type == "cpu"
 
