@@ -109,7 +109,7 @@ def build_tiny_whisper(
     ``layers`` applies to both encoder and decoder. ``model_vocab_size`` pads the embedding and output layer
     beyond the tokenizer (51865 gives Whisper-sized ones, for benchmarks); the extra ids decode to nothing.
     When ``output_dir`` is given, both are saved there (so
-    ``config._name_or_path`` points at a real folder and ``from_pretrained`` reloads them).
+    ``config.name_or_path`` points at a real folder and ``from_pretrained`` reloads them).
     """
     tokenizer = train_whisper_tokenizer(texts, vocab_size, languages=languages)
     frames = 2 * max_source_positions
@@ -151,7 +151,7 @@ def build_tiny_whisper(
         output_dir = Path(output_dir)
         model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
-        model.config._name_or_path = str(output_dir)
+        model.config.name_or_path = str(output_dir)
     return model, processor
 
 

@@ -517,11 +517,11 @@ _FSDP_EVAL = (
 
 def _load_processor(model: Any, name: str | None) -> Any:
     """The processor saved next to the model; an in-memory model without a folder must be given one."""
-    source = name or getattr(getattr(model, "config", None), "_name_or_path", None)
+    source = name or getattr(getattr(model, "config", None), "name_or_path", None)
     if not source:
         raise ValueError(
             f"processing_class is required: the policy {type(model).__name__} was passed in memory and "
-            "has no folder to load its processor from (config._name_or_path is empty). Pass e.g. "
+            "has no folder to load its processor from (config.name_or_path is empty). Pass e.g. "
             "processing_class=WhisperProcessor.from_pretrained(...)."
         )
     try:
