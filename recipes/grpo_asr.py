@@ -31,7 +31,6 @@ from rlnf.assets import resolve_model_path  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.plotting import plot_training_curves  # noqa: E402
-from rlnf.policies.asr_pipeline import convert_folder  # noqa: E402
 from rlnf.policies.base import load_policy_model  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
@@ -119,15 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     if main_process:
         output = Path(args.output_dir)
         processor.save_pretrained(output)
-        whisper = getattr(model.config, "is_encoder_decoder", False)  # CTC models need no pipeline conversion
         if (output / "config.json").exists():  # a full model (not a LoRA adapter): ready for the ASR pipeline
-            if whisper:
-                convert_folder(output, language=args.language, task=args.task)
+            trainer.policy.finish_saved_folder(output)
         elif script_args.merge_lora and hasattr(trainer.model, "merge_and_unload"):
             trainer.model.merge_and_unload().save_pretrained(output / "merged")
             processor.save_pretrained(output / "merged")
-            if whisper:
-                convert_folder(output / "merged", language=args.language, task=args.task)
+            trainer.policy.finish_saved_folder(output / "merged")
         card = asr_model_card(
             method=method_name(trainer_name), base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=held_out_name,

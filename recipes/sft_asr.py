@@ -35,15 +35,16 @@ from transformers import (  # noqa: E402
 from trl import TrlParser  # noqa: E402
 
 from rlnf.assets import resolve_model_path  # noqa: E402
-from rlnf.data.collators import SpeechSeq2SeqCollator  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.policies.asr_pipeline import prepare_for_asr_pipeline  # noqa: E402
-from rlnf.policies.base import load_policy_model  # noqa: E402
-from rlnf.policies.ctc import CTCCollator  # noqa: E402
+from rlnf.policies.base import (  # noqa: E402
+    PolicyOptions,
+    load_policy_model,  # noqa: E402
+    policy_for,
+)
 from rlnf.policies.tiny_ctc import demo_parakeet_ctc  # noqa: E402
 from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
-from rlnf.policies.whisper import feature_frames  # noqa: E402
 from rlnf.recipe_support import ASRScriptArguments, load_train_eval, resume_argument, with_base_config  # noqa: E402
 from rlnf.trainers.asr_eval import evaluate_asr  # noqa: E402
 
@@ -96,11 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
         script_args, audio_column=audio, text_column=text, seed=training_args.seed
     )
     model, processor = build_policy(script_args, list(train[text]), training_args.seed)
-    if model.config.is_encoder_decoder:
-        frames = feature_frames(model.config, processor.feature_extractor, "model")
-        collator = SpeechSeq2SeqCollator(processor, frames=frames, audio_column=audio, text_column=text)
-    else:  # CTC: the model's own loss over labels padded with -100, inputs built as CTCPolicy builds them
-        collator = CTCCollator(processor, audio_column=audio, text_column=text, main_input_name=model.main_input_name)
+    # the family's collator: the model's own loss (Whisper: cross-entropy; CTC: CTC over labels padded with -100)
+    collator = policy_for(model, processor, PolicyOptions(max_completion_length=None)).sft_collator(audio, text)
     columns = {"audio_column": audio, "reference_column": text, "max_new_tokens": script_args.eval_max_new_tokens}
     before = evaluate_asr(model, processor, held_out, **columns)
     training_args.remove_unused_columns = False

@@ -32,8 +32,16 @@ Contract of a `SpeechPolicy` (every family implements it; ``rlnf/trainers/speech
   the family cannot do correctly. ``prepare_model(model)``: called once with the model TRL will train (PEFT
   wrapped or not): apply ``freeze_encoder`` and decide ``share_encoder_states``.
 
-A new family subclasses `SpeechPolicy`, decorates the class with `register_policy`, and adds its module to
-`FAMILY_MODULES`; `policy_for` then picks it for models its ``accepts`` recognises. No trainer changes.
+* ``sft_collator(audio_column, text_column)``: the collator that trains the family with the model's own loss
+  (``recipes/sft_asr.py``); ``critic_encoder(model)``: what PPO's audio critic copies; ``token_critic``: whether
+  the family has per-token decoder states for PPO's ``separate``/``shared`` critics; ``finish_saved_folder``:
+  what a saved folder needs before transformers' ASR pipeline can use it (Whisper: token order and prefix).
+
+A new family is one module: it subclasses `SpeechPolicy` and decorates the class with `register_policy`;
+`policy_families` imports every module of ``rlnf.policies`` (and the entry points of the ``rlnf.policy_families``
+group, for families that live in other packages), and `policy_for` picks a family by ``accepts`` (by model
+class, never by duck typing: no family takes another's models). No edit of this file, the trainers, the recipes
+or the CLI.
 
 `ClipBatch` is the per-batch audio every family works on: each unique clip once, and which clip each row is.
 Its per-row views travel through TRL's batch dict (shuffled and split with the other per-row entries) as
@@ -43,19 +51,21 @@ shared `Clip` objects, so rows of one clip are recognised again by identity in t
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-# Modules that define (and register) policy families; a new family adds its module here.
-FAMILY_MODULES: tuple[str, ...] = ("rlnf.policies.whisper", "rlnf.policies.ctc")
+ENTRY_POINT_GROUP = "rlnf.policy_families"  # families from other packages: `name = "package.module"`
 
 _FAMILIES: list[type[SpeechPolicy]] = []
+_DISCOVERED = False
 
 CLIPS_KEY = "audio_clips"  # TRL batch-dict key of the per-row `Clip` views
 
@@ -187,7 +197,6 @@ class PolicyOptions:
     max_completion_length: int | None = 128
     freeze_encoder: bool = False
     freeze_feature_encoder: bool = True  # CTC: keep the conv front end frozen (as CTC fine-tuning does)
-    extra: dict[str, Any] = field(default_factory=dict)  # family-specific settings, by name
 
     @classmethod
     def from_args(cls, args: Any = None, **overrides: Any) -> PolicyOptions:
@@ -195,7 +204,7 @@ class PolicyOptions:
         if isinstance(args, PolicyOptions):
             values = {f.name: getattr(args, f.name) for f in fields(cls)}
         else:
-            values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "extra" and hasattr(args, f.name)}
+            values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
         values.update(overrides)
         return cls(**values)
 
@@ -216,12 +225,15 @@ class SpeechPolicy(ABC):
     description: ClassVar[str] = ""  # for the "no family accepts this model" error
     auto_model_class: ClassVar[Any] = None  # how a path or hub id is loaded
 
+    token_critic: ClassVar[bool] = False  # per-token decoder states for PPO's 'separate' / 'shared' critics
+
     prompt_ids: list[int]
     eos_token_ids: list[int]
     share_encoder_states: bool = False
 
     def __init__(self, model: nn.Module, processor: Any, options: PolicyOptions):
         self.tokenizer, self.feature_extractor = split_processor(processor)
+        self.processor = processor
         self.options = options
         rate = getattr(self.feature_extractor, "sampling_rate", None)
         if rate is not None and int(rate) != options.sampling_rate:
@@ -247,6 +259,19 @@ class SpeechPolicy(ABC):
 
     def prepare_model(self, model: nn.Module) -> None:
         """Called once with the model that will be trained (after PEFT wrapping)."""
+        return None
+
+    def critic_encoder(self, model: nn.Module) -> nn.Module:
+        """The part of ``model`` (a plain transformers model) that takes `clip_inputs` and returns
+        ``last_hidden_state``: what PPO's audio critic copies (default: `speech_encoder`)."""
+        return speech_encoder(model)
+
+    def sft_collator(self, audio_column: str = "audio", text_column: str = "text") -> Callable:
+        """``collate(rows) -> model inputs with labels`` for supervised training with the model's own loss."""
+        raise NotImplementedError(f"the {self.family} family has no supervised-training collator")
+
+    def finish_saved_folder(self, folder: Any) -> None:
+        """Make a saved model folder ready for transformers' ASR pipeline (default: nothing to do)."""
         return None
 
     def input_dtype(self, model: nn.Module) -> torch.dtype:
@@ -329,6 +354,18 @@ class SpeechPolicy(ABC):
         ``model`` in eval mode; settings for the whole call (the token budget) are resolved here, once."""
 
 
+def speech_encoder(model: nn.Module) -> nn.Module:
+    """The part of a speech model that takes its audio inputs and returns ``last_hidden_state``: the encoder of an
+    encoder-decoder (Whisper); the base model under a CTC head (wav2vec2, HuBERT, MMS: ``model.wav2vec2``, whose
+    own ``get_encoder()`` is the transformer stack, which does not take audio); else ``get_encoder()`` (Parakeet,
+    whose head sits on the encoder)."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return model.get_encoder()
+    if model.base_model is not model:
+        return model.base_model
+    return model.get_encoder()
+
+
 def register_policy(cls: type[SpeechPolicy]) -> type[SpeechPolicy]:
     """Class decorator: make ``cls`` a family `policy_for` can pick."""
     if cls not in _FAMILIES:
@@ -337,9 +374,17 @@ def register_policy(cls: type[SpeechPolicy]) -> type[SpeechPolicy]:
 
 
 def policy_families() -> list[type[SpeechPolicy]]:
-    """Every registered family (importing `FAMILY_MODULES` first)."""
-    for module in FAMILY_MODULES:
-        importlib.import_module(module)
+    """Every registered family: the modules of ``rlnf.policies`` and the ``rlnf.policy_families`` entry points
+    are imported once (importing a family's module registers it)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        import rlnf.policies
+
+        for module in pkgutil.iter_modules(rlnf.policies.__path__):
+            importlib.import_module(f"rlnf.policies.{module.name}")
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            entry_point.load()
+        _DISCOVERED = True
     return list(_FAMILIES)
 
 
@@ -421,7 +466,7 @@ def has_adapters(module: nn.Module) -> bool:
 
 __all__ = [
     "CLIPS_KEY",
-    "FAMILY_MODULES",
+    "ENTRY_POINT_GROUP",
     "ChunkScorer",
     "Clip",
     "ClipBatch",
@@ -435,6 +480,7 @@ __all__ = [
     "policy_families",
     "policy_for",
     "register_policy",
+    "speech_encoder",
     "split_processor",
     "transcribe",
 ]

@@ -312,6 +312,11 @@ class CTCPolicy(SpeechPolicy):
             a.endswith("ForCTC") for a in architectures
         )
 
+    def sft_collator(self, audio_column: str = "audio", text_column: str = "text") -> CTCCollator:
+        return CTCCollator(
+            self.processor, audio_column=audio_column, text_column=text_column, main_input_name=self.main_input
+        )
+
     # ---- checks --------------------------------------------------------------------------------
 
     def check_args(self, args: Any) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..compat import encoder_output_lengths
-from .base import ClipBatch, peft_base
+from .base import ClipBatch, peft_base, speech_encoder
 
 
 class ValueHead(nn.Module):
@@ -168,7 +168,10 @@ class SequenceValueModel(nn.Module):
         self.head = ValueHead(hidden_size, dropout)
 
     @classmethod
-    def from_policy(cls, policy: nn.Module, dropout: float = 0.0) -> SequenceValueModel:
+    def from_policy(
+        cls, policy: nn.Module, dropout: float = 0.0, encoder_of: Callable[[nn.Module], nn.Module] = speech_encoder
+    ) -> SequenceValueModel:
+        """A critic on a copy of the policy's audio encoder (``encoder_of``: the family's `critic_encoder`)."""
         base = _plain_copy(policy)
         config = base.config
         hidden = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
@@ -177,7 +180,7 @@ class SequenceValueModel(nn.Module):
             hidden = getattr(encoder_config, "hidden_size", None)
         if hidden is None:
             raise TypeError(f"cannot tell the encoder width of {type(base).__name__} (no d_model/hidden_size)")
-        encoder = audio_encoder(base)
+        encoder = encoder_of(base)
         encoder.requires_grad_(True)
         return cls(encoder, int(hidden), dropout)
 
@@ -199,33 +202,24 @@ class SequenceValueModel(nn.Module):
         return self.head(pooled_states(output.last_hidden_state, self.frame_mask(clips.inputs, output)))
 
 
-def audio_encoder(base: nn.Module) -> nn.Module:
-    """The part of a speech model that takes the audio inputs and returns ``last_hidden_state``.
-
-    Encoder-decoder (Whisper): its encoder. CTC with a base model under the head (wav2vec2, HuBERT, MMS:
-    ``model.wav2vec2``): that base model (its own ``get_encoder()`` is the transformer stack, which does not
-    take audio). CTC whose head sits on the encoder itself (Parakeet: ``base_model`` is the model): its encoder.
-    """
-    if getattr(base.config, "is_encoder_decoder", False):
-        return base.get_encoder()
-    if base.base_model is not base:
-        return base.base_model
-    return base.get_encoder()
-
-
 VALUE_MODELS = ("separate", "shared", "audio")
 
 
-def build_value_model(kind: str, policy: nn.Module, dropout: float = 0.0) -> nn.Module:
+def build_value_model(
+    kind: str,
+    policy: nn.Module,
+    dropout: float = 0.0,
+    encoder_of: Callable[[nn.Module], nn.Module] = speech_encoder,
+) -> nn.Module:
     """The trainable value module for ``kind``: a `TokenValueModel`, a bare `ValueHead` (``"shared"``: the trunk
-    is the policy's) or a `SequenceValueModel`."""
+    is the policy's) or a `SequenceValueModel` (on ``encoder_of(policy)``, the family's `critic_encoder`)."""
     if kind == "separate":
         return TokenValueModel.from_policy(policy, dropout)
     if kind == "shared":
         base = peft_base(policy)
         return ValueHead(int(base.config.d_model), dropout)
     if kind == "audio":
-        return SequenceValueModel.from_policy(policy, dropout)
+        return SequenceValueModel.from_policy(policy, dropout, encoder_of)
     raise ValueError(f"value_model must be one of {VALUE_MODELS}, got {kind!r}")
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig, GenerationMixin, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
+from ..audio import load_audio
 from .base import (
     ChunkScorer,
     ClipBatch,
@@ -278,6 +279,7 @@ class WhisperPolicy(SpeechPolicy):
     """
 
     family = "whisper"
+    token_critic = True  # decoder states per token: PPO's 'separate' and 'shared' critics
     description = "Whisper (WhisperForConditionalGeneration)"
     auto_model_class = AutoModelForSpeechSeq2Seq
 
@@ -329,6 +331,20 @@ class WhisperPolicy(SpeechPolicy):
     @classmethod
     def accepts_config(cls, config: Any) -> bool:
         return getattr(config, "model_type", None) == "whisper"
+
+    def sft_collator(self, audio_column: str = "audio", text_column: str = "text") -> SpeechSeq2SeqCollator:
+        return SpeechSeq2SeqCollator(
+            self.processor,
+            frames=self.frames,
+            audio_column=audio_column,
+            text_column=text_column,
+        )
+
+    def finish_saved_folder(self, folder: Any) -> None:
+        """Token order and decoder prefix the ASR pipeline reads (`rlnf.policies.asr_pipeline.convert_folder`)."""
+        from .asr_pipeline import convert_folder
+
+        convert_folder(folder, language=self.options.language, task=self.options.task)
 
     # ---- checks --------------------------------------------------------------------------------
 
@@ -487,7 +503,38 @@ class WhisperPolicy(SpeechPolicy):
         return decode
 
 
+class SpeechSeq2SeqCollator:
+    """Rows ``{audio, text}`` -> ``input_features`` and ``labels`` for an encoder-decoder speech policy.
+
+    Labels are the tokenizer's decoder prefix + text + end-of-text, without the decoder start token (the
+    model prepends it when it shifts labels right); padding is -100 so the loss ignores it.
+    """
+
+    def __init__(
+        self, processor: Any, *, frames: int | None = None, audio_column: str = "audio", text_column: str = "text"
+    ) -> None:
+        self.frames = frames  # the encoder's window (rlnf.policies.whisper.feature_frames); None: longest clip
+        self.feature_extractor = processor.feature_extractor
+        self.tokenizer = processor.tokenizer
+        self.audio_column = audio_column
+        self.text_column = text_column
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rate = self.feature_extractor.sampling_rate
+        waveforms = [
+            load_audio(row[self.audio_column], index=i, target_sampling_rate=rate) for i, row in enumerate(rows)
+        ]
+        features = extract_features(self.feature_extractor, waveforms, self.frames)
+        labels = self.tokenizer([row[self.text_column] for row in rows], padding=True, return_tensors="pt")
+        ids = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
+        start = self.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        if bool((ids[:, 0] == start).all()):
+            ids = ids[:, 1:]
+        return {"input_features": features, "labels": ids}
+
+
 __all__ = [
+    "SpeechSeq2SeqCollator",
     "ClipHooks",
     "WhisperPolicy",
     "clip_chunks",

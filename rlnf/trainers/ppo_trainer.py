@@ -120,13 +120,17 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
         self.reward_weights = torch.tensor(weights, dtype=torch.float32)
 
         # The critic and the reference are copies of the policy as given (before any wrapping or patching).
-        if args.value_model != "audio" and self.policy.family != "whisper":
+        if args.value_model != "audio" and not self.policy.token_critic:
             raise ValueError(
                 f"value_model={args.value_model!r} needs a decoder; a {self.policy.family} policy takes "
                 "value_model='audio' (one value per clip from pooled encoder states)"
             )
         set_seed(args.seed)  # the critic's head is initialised at random: the same seed, the same critic
-        self.value_model = value_model if value_model is not None else build_value_model(args.value_model, model)
+        self.value_model = (
+            value_model
+            if value_model is not None
+            else build_value_model(args.value_model, model, encoder_of=self.policy.critic_encoder)
+        )
         if args.freeze_encoder and isinstance(self.value_model, TokenValueModel):
             # the critic's encoder copy stays equal to the frozen policy encoder: it reuses its states
             self.value_model.trunk.get_encoder().requires_grad_(False)
