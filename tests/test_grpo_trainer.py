@@ -4,7 +4,6 @@ clip, greedy WER/CER evaluation, save + resume, and the errors a user sees for b
 from __future__ import annotations
 
 import copy
-import inspect
 import warnings
 
 import jiwer
@@ -13,7 +12,7 @@ import pytest
 import torch
 import trl
 from datasets import Dataset
-from trl import GRPOTrainer, TrlParser
+from trl import TrlParser
 
 from rlnf.policies.tiny_whisper import build_tiny_whisper
 from rlnf.policies.whisper import decoder_prefix_ids, generation_model
@@ -124,50 +123,8 @@ def changed(before: dict[str, torch.Tensor], model, prefix: str = "") -> set[str
 
 
 # ----------------------------------------------------------------------------------------------------
-# TRL pin: private methods are overridden
+# Config (the TRL internals rlnf overrides are checked in test_trl_compat.py)
 # ----------------------------------------------------------------------------------------------------
-
-
-def test_trl_version_and_overridden_signatures():
-    assert trl.__version__.startswith("1.16"), "ASRGRPOTrainer overrides TRL 1.16 private methods: re-check them"
-    expected = {
-        "_tokenize_prompts": ["self", "prompts"],
-        "_generate_and_score_completions": ["self", "inputs"],
-        "_generate_single_turn": [
-            "self",
-            "prompt_ids",
-            "images",
-            "multimodal_fields",
-            "num_generations",
-            "has_tool_images",
-        ],
-        "_get_per_token_logps_and_entropies": [
-            "self",
-            "model",
-            "input_ids",
-            "attention_mask",
-            "logits_to_keep",
-            "batch_size",
-            "compute_entropy",
-            "compute_aux_loss",
-        ],
-        "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
-        "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-        "evaluation_loop": [
-            "self",
-            "dataloader",
-            "description",
-            "prediction_loss_only",
-            "ignore_keys",
-            "metric_key_prefix",
-        ],
-    }
-    for name, params in expected.items():
-        assert getattr(ASRGRPOTrainer, name) is not getattr(GRPOTrainer, name), name  # overridden (class or mixin)
-        trl_params = list(inspect.signature(getattr(GRPOTrainer, name)).parameters)
-        assert trl_params[: len(params)] == params, (name, trl_params)
-    # TRL builds the reference model through this module-level name; the trainer patches it.
-    assert hasattr(trl.trainer.grpo_trainer, "create_model_from_path")
 
 
 def test_config_defaults_and_cli(tmp_path):
@@ -918,7 +875,9 @@ def test_policy_for_picks_the_family_and_names_the_known_ones(tmp_path, policy):
     assert isinstance(chosen, WhisperPolicy)
     assert chosen.options == PolicyOptions.from_args(args) and chosen.options.max_completion_length == 8
     assert chosen.prompt_ids == decoder_prefix_ids(processor.tokenizer)
-    with pytest.raises(TypeError, match=r"no rlnf policy family handles Linear.*whisper: Whisper \(WhisperForConditionalGeneration\)"):
+    with pytest.raises(
+        TypeError, match=r"no rlnf policy family handles Linear.*whisper: Whisper \(WhisperForConditionalGeneration\)"
+    ):
         policy_for(torch.nn.Linear(2, 2), processor, args)
 
 

@@ -4,12 +4,11 @@ rewards, the encoder once per clip per pass, and TRL's RLOO loss recomputed by h
 from __future__ import annotations
 
 import copy
-import inspect
 
 import pytest
 import torch
 import trl
-from trl import RLOOTrainer, TrlParser
+from trl import TrlParser
 from trl.trainer.utils import get_callable_name
 
 from rlnf.policies.base import CLIPS_KEY, ClipBatch
@@ -97,31 +96,6 @@ def sequence_logps(model, clips: ClipBatch, ids: torch.Tensor, mask: torch.Tenso
         ).logits
     logps = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0][:, -keep:]
     return (logps * mask[:, -keep:]).sum(1)
-
-
-def test_trl_version_and_overridden_signatures():
-    assert trl.__version__.startswith("1.16"), "ASRRLOOTrainer overrides TRL 1.16 private methods: re-check them"
-    expected = {
-        "_tokenize_prompts": ["self", "prompts"],
-        "_generate_and_score_completions": ["self", "inputs"],
-        "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields"],
-        "_get_per_token_logps_and_entropies": [
-            "self",
-            "model",
-            "input_ids",
-            "attention_mask",
-            "logits_to_keep",
-            "batch_size",
-            "compute_entropy",
-            "compute_aux_loss",
-        ],
-        "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
-        "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-    }
-    for name, params in expected.items():
-        assert getattr(ASRRLOOTrainer, name) is not getattr(RLOOTrainer, name), name
-        assert list(inspect.signature(getattr(RLOOTrainer, name)).parameters)[: len(params)] == params, name
-    assert hasattr(trl.trainer.rloo_trainer, "create_model_from_path")
 
 
 def test_config_defaults_and_cli(tmp_path):

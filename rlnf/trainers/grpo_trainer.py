@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import Any
 
 from trl import GRPOTrainer
-from trl.trainer import grpo_trainer as _trl_grpo
 
 from ..policies.base import ClipBatch
 from .grpo_config import ASRGRPOConfig
@@ -40,6 +39,7 @@ from .speech import (
     RewardFunctionError,
     UndecodableAudioError,
 )
+from .trl_compat import trl_grpo_module
 from .trl_speech import TRLSpeechTrainerMixin
 
 
@@ -63,7 +63,7 @@ class ASRGRPOTrainer(TRLSpeechTrainerMixin, GRPOTrainer):
     """
 
     _tag_names = ["trl", "grpo", "rlnf", "asr"]
-    _trl_module = _trl_grpo
+    _trl_module = trl_grpo_module
     _config_class = ASRGRPOConfig
     _algorithm = "GRPO"
     _trainer_name = "ASRGRPOTrainer"

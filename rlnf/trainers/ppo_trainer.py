@@ -40,13 +40,6 @@ from datasets import Dataset, IterableDataset
 from torch import nn
 from transformers import PreTrainedModel, Trainer, set_seed
 from trl import GRPOTrainer
-from trl.distributed import DistributedBackend
-from trl.trainer.utils import (
-    add_fused_lm_head,
-    get_callable_name,
-    shuffle_sequence_dict,
-    split_tensor_dict,
-)
 
 from ..policies.base import CLIPS_KEY, ClipBatch, clip_chunks
 from ..policies.value_heads import (
@@ -60,6 +53,15 @@ from ..policies.value_heads import completion_values as head_values
 from . import ppo_math
 from .ppo_config import ASRPPOConfig
 from .speech import SpeechTrainerMixin, resolve_reward_names
+from .trl_compat import (
+    BORROWED_FROM_GRPO,
+    DistributedBackend,
+    add_fused_lm_head,
+    check_trl_internals,
+    get_callable_name,
+    shuffle_sequence_dict,
+    split_tensor_dict,
+)
 
 VALUE_WEIGHTS = "value_model.safetensors"
 PPO_STATE = "ppo_state.json"
@@ -99,6 +101,7 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
         optimizers: tuple = (None, None),
         peft_config: Any = None,
     ):
+        check_trl_internals()
         args = self._default_args(model, args, ASRPPOConfig, "PPO")
         if train_dataset is None:
             raise ValueError("ASRPPOTrainer needs a train_dataset with an audio column")
@@ -203,8 +206,7 @@ class ASRPPOTrainer(SpeechTrainerMixin, Trainer):
 
     # ---- data: one rollout batch per num_mini_batches x num_ppo_epochs steps (TRL's repeat sampler) -----
 
-    get_train_dataloader = GRPOTrainer.get_train_dataloader
-    _get_train_sampler = GRPOTrainer._get_train_sampler
+    get_train_dataloader, _get_train_sampler = (getattr(GRPOTrainer, name) for name in BORROWED_FROM_GRPO)
 
     @property
     def value_module(self) -> nn.Module:

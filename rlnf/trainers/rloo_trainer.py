@@ -23,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from trl import RLOOTrainer
-from trl.trainer import rloo_trainer as _trl_rloo
 
 from .rloo_config import ASRRLOOConfig
+from .trl_compat import trl_rloo_module
 from .trl_speech import TRLSpeechTrainerMixin
 
 
@@ -38,7 +38,7 @@ class ASRRLOOTrainer(TRLSpeechTrainerMixin, RLOOTrainer):
     """
 
     _tag_names = ["trl", "rloo", "rlnf", "asr"]
-    _trl_module = _trl_rloo
+    _trl_module = trl_rloo_module
     _config_class = ASRRLOOConfig
     _algorithm = "RLOO"
     _trainer_name = "ASRRLOOTrainer"

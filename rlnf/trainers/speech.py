@@ -32,15 +32,14 @@ from datasets import Dataset, IterableDataset
 from torch import nn
 from transformers import AutoProcessor
 from transformers.trainer_utils import EvalLoopOutput
-from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
-from trl.trainer.utils import is_async_callable
 
 from ..audio import audio_key, load_audio
 from ..data.loading import check_columns as shared_check
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
 from ..policies.same_function import use_fixed_statistics_and_no_dropout
 from .asr_eval import error_rates
+from .trl_compat import distributed_backend, is_async_callable, profiling_context
 
 ROW_ID_COLUMN = "__rlnf_row__"  # map-style datasets: the row index, only to name rows in error messages
 DECODE_ERRORS = (ValueError, OSError, RuntimeError, TypeError, EOFError)
@@ -248,7 +247,7 @@ class SpeechTrainerMixin:
         for model in (self.model, getattr(self, "ref_model", None), getattr(self, "value_model", None)):
             if model is not None:
                 use_fixed_statistics_and_no_dropout(model)
-        if self._dist.is_fsdp and self.eval_dataset is not None and self.args.eval_strategy != "no":
+        if distributed_backend(self).is_fsdp and self.eval_dataset is not None and self.args.eval_strategy != "no":
             raise NotImplementedError(_FSDP_EVAL)
 
     def _set_signature_columns_if_needed(self) -> None:
@@ -334,7 +333,7 @@ class SpeechTrainerMixin:
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
             ) as unwrapped,
             torch.no_grad(),
-            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+            distributed_backend(self).summon_full_params(self.model_wrapped, recurse=False),
             self.accelerator.autocast(),  # the same precision as the log-prob passes that score these samples
         ):
             if good is None:
@@ -456,9 +455,9 @@ class SpeechTrainerMixin:
     def greedy_error_rates(self, dataset: Any) -> dict[str, float]:
         """Corpus WER/CER of greedy transcripts of ``dataset`` against ``eval_reference_column`` (rows split
         across processes, then gathered). Rows whose reference is None are left out, with a warning."""
-        if self._dist.is_fsdp:
+        if distributed_backend(self).is_fsdp:
             raise NotImplementedError(_FSDP_EVAL)
-        if self._dist.is_zero3 and not self.args.ds3_gather_for_generation:
+        if distributed_backend(self).is_zero3 and not self.args.ds3_gather_for_generation:
             raise NotImplementedError(
                 "greedy evaluation under ZeRO-3 needs ds3_gather_for_generation=True (each "
                 "rank decodes its own rows with the gathered weights)"

@@ -2,8 +2,8 @@
 
 ``GRPOTrainer`` and ``RLOOTrainer`` share these private methods (same names, same calls), so
 ``ASRGRPOTrainer`` and ``ASRRLOOTrainer`` take them from here and keep only what differs (their config,
-``_generate_single_turn``'s signature, GRPO's token count). Pinned: ``tests/test_grpo_trainer.py`` and
-``tests/test_rloo.py`` check TRL's signatures and that each method is overridden.
+``_generate_single_turn``'s signature, GRPO's token count). The list of TRL internals and the checks that
+they are where rlnf expects them live in `rlnf.trainers.trl_compat`.
 
 * ``_generate_and_score_completions``: collect the batch's unique clips, call TRL, put per-row views of the
   clips in TRL's batch dict (so TRL shuffles and splits them with the rest);
@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, ClassVar
-from unittest import mock
 
 import torch
 from accelerate.utils import gather
@@ -31,6 +30,7 @@ from transformers import PreTrainedModel
 
 from ..policies.base import CLIPS_KEY
 from .speech import SpeechTrainerMixin, resolve_reward_names
+from .trl_compat import check_trl_internals, reference_model_by
 
 
 class TRLSpeechTrainerMixin(SpeechTrainerMixin):
@@ -57,6 +57,7 @@ class TRLSpeechTrainerMixin(SpeechTrainerMixin):
         optimizers: tuple = (None, None),
         peft_config: Any = None,
     ):
+        check_trl_internals()
         args = self._default_args(model, args, self._config_class, self._algorithm, " (it adds the audio fields)")
         self._check_generation(args)
         if train_dataset is None:
@@ -101,7 +102,7 @@ class TRLSpeechTrainerMixin(SpeechTrainerMixin):
             reference.requires_grad_(False)
             return reference.eval()
 
-        with mock.patch.object(self._trl_module, "create_model_from_path", frozen_copy):
+        with reference_model_by(self._trl_module, frozen_copy):
             yield
 
     def _sample_current_batch(self) -> list[list[int]]:
