@@ -26,6 +26,7 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -278,3 +279,23 @@ def audio_key(
         rate = TARGET_SAMPLING_RATE if sampling_rate is None else check_sampling_rate(sampling_rate, where)
         return _samples_key(item, rate)
     raise ValueError(f"{where}: unsupported type {type(item).__name__} for a clip identity")
+
+
+def group_by_clip(items: Sequence[Any], key: Callable[[Any, int], Any] | None = None) -> tuple[list[int], list[int]]:
+    """The one clip grouping of rlnf: the position of each distinct clip's first item (first-seen order) and,
+    per item, the index of its clip. ``key(item, position)`` defaults to `audio_key`; an object seen before is
+    not keyed again (TRL repeats the same row object G times, and keying may hash the samples)."""
+    key = key or (lambda item, position: audio_key(item, index=position))
+    by_key: dict[Any, int] = {}
+    by_object: dict[int, int] = {}  # the items stay alive in `items`, so ids are unique here
+    firsts: list[int] = []
+    clip_of_item: list[int] = []
+    for position, item in enumerate(items):
+        clip = by_object.get(id(item))
+        if clip is None:
+            clip = by_key.setdefault(key(item, position), len(firsts))
+            if clip == len(firsts):
+                firsts.append(position)
+            by_object[id(item)] = clip
+        clip_of_item.append(clip)
+    return firsts, clip_of_item

@@ -275,3 +275,19 @@ def test_audio_key_can_read_files_to_find_one_recording_under_two_names(tmp_path
     assert audio_key(copy) != audio_key(wav_path)  # by default: two files
     assert audio_key(copy, read_files=True) == audio_key(wav_path, read_files=True) == audio_key(wav_path.read_bytes())
     assert audio_key({"path": str(copy)}, read_files=True) == audio_key(str(wav_path), read_files=True)
+
+
+def test_group_by_clip_keys_each_object_once_in_first_seen_order(clip):
+    from rlnf.audio import group_by_clip
+
+    a, b = {"array": clip, "sampling_rate": 16000}, {"array": clip * 0.5, "sampling_rate": 16000}
+    copy_of_a = {"array": clip.copy(), "sampling_rate": 16000}  # another object, same samples: same clip
+    calls = []
+
+    def key(item, position):
+        calls.append(position)
+        return audio_key(item)
+
+    firsts, clip_of_item = group_by_clip([a, b, a, copy_of_a, b], key)
+    assert firsts == [0, 1] and clip_of_item == [0, 1, 0, 0, 1]
+    assert calls == [0, 1, 3]  # a repeated object is not keyed (hashed) again

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, load_audio
+from ..audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, group_by_clip, load_audio
 from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, TRL_KWARGS, completion_texts
 
 
@@ -49,21 +49,8 @@ def group_clips(audios: Sequence[Any], sampling_rate: int | None = None) -> tupl
     Rows are the same clip when they have the same `rlnf.audio.audio_key` (same file, same bytes, or equal
     samples at the same rate); a row object seen before is not keyed again (TRL repeats objects G times).
     """
-    by_key: dict[tuple, int] = {}
-    by_object: dict[int, int] = {}  # the items stay alive in `audios`, so ids are unique here
-    waveforms: list[np.ndarray] = []
-    rows = []
-    for row, item in enumerate(audios):
-        clip = by_object.get(id(item))
-        if clip is None:
-            key = audio_key(item, sampling_rate, index=row)
-            clip = by_key.get(key)
-            if clip is None:
-                clip = by_key[key] = len(waveforms)
-                waveforms.append(load_audio(item, sampling_rate, index=row))
-            by_object[id(item)] = clip
-        rows.append(clip)
-    return waveforms, rows
+    firsts, rows = group_by_clip(audios, lambda item, row: audio_key(item, sampling_rate, index=row))
+    return [load_audio(audios[row], sampling_rate, index=row) for row in firsts], rows
 
 
 def unique_indices(values: Sequence[str]) -> tuple[list[str], list[int]]:

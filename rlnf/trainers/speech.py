@@ -34,7 +34,7 @@ from transformers import AutoProcessor
 from transformers.trainer_utils import EvalLoopOutput
 from trl.models import unwrap_model_for_generation
 
-from ..audio import audio_key, load_audio
+from ..audio import audio_key, group_by_clip, load_audio
 from ..data.loading import check_columns as shared_check
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
 from ..policies.same_function import use_fixed_statistics_and_no_dropout
@@ -289,22 +289,16 @@ class SpeechTrainerMixin:
         inputs; the third item says which rows are skipped (undecodable) clips."""
         check_columns(list(inputs[0]), "a batch", self.args.audio_column, None)
         rate = self.args.sampling_rate
-        index: dict[Any, int] = {}
+        firsts, clip_of_row = group_by_clip(inputs, self._clip_key)
         waveforms: list[np.ndarray] = []
-        decoded: list[dict[str, Any]] = []
         bad_clips: list[bool] = []
-        clip_of_row: list[int] = []
-        for position, row in enumerate(inputs):
-            key = self._clip_key(row, position)
-            if key not in index:
-                waveform = self._load_clip(row[self.args.audio_column], self._row_name(row, position))
-                bad_clips.append(waveform is None)
-                if waveform is None:
-                    waveform = np.zeros(rate // 10, dtype=np.float32)  # placeholder: never sampled nor rewarded
-                index[key] = len(waveforms)
-                waveforms.append(waveform)
-                decoded.append({"array": waveform, "sampling_rate": rate})
-            clip_of_row.append(index[key])
+        for position in firsts:
+            row = inputs[position]
+            waveform = self._load_clip(row[self.args.audio_column], self._row_name(row, position))
+            bad_clips.append(waveform is None)
+            # an undecodable clip gets a placeholder: never sampled nor rewarded
+            waveforms.append(np.zeros(rate // 10, dtype=np.float32) if waveform is None else waveform)
+        decoded = [{"array": waveform, "sampling_rate": rate} for waveform in waveforms]
         rows = []
         for row, clip in zip(inputs, clip_of_row, strict=True):
             row = {k: v for k, v in row.items() if k != ROW_ID_COLUMN}
