@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .bambara_grammar import generate_sentences, lexicon_words
+from .channel import add_coloured_noise, band_pass
 
 if TYPE_CHECKING:
     import datasets
@@ -303,18 +304,11 @@ def degrade(audio: np.ndarray, *, telephone: bool, snr_db: float | None, seed: i
     Deterministic given ``seed``; the noise is white noise through a one-pole low-pass (more energy low, as
     room and line noise have), scaled to the requested signal-to-noise ratio of the (filtered) speech.
     """
-    from scipy.signal import butter, lfilter, sosfiltfilt
-
     out = audio.astype(np.float64)
     if telephone:
-        sos = butter(4, TELEPHONE_BAND, btype="bandpass", fs=SAMPLING_RATE, output="sos")
-        out = sosfiltfilt(sos, out)
+        out = band_pass(out, TELEPHONE_BAND, SAMPLING_RATE, zero_phase=True)
     if snr_db is not None:
-        rng = np.random.default_rng(seed)
-        noise = lfilter([1.0], [1.0, -0.7], rng.standard_normal(out.shape[0]))
-        signal_power = float(np.mean(out**2)) or 1e-12
-        noise *= np.sqrt(signal_power / (10 ** (snr_db / 10)) / float(np.mean(noise**2)))
-        out = out + noise
+        out = add_coloured_noise(out, snr_db, np.random.default_rng(seed), pole=0.7)
     return out.astype(np.float32)
 
 

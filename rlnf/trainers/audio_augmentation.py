@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.channel import add_coloured_noise, band_pass
+
 __all__ = ["ChannelAugmentation"]
 
 _SPEEDS = ((9, 10), (19, 20), (21, 20), (11, 10), (23, 20))  # up/down resampling ratios: 0.9x ... 1.15x
@@ -27,7 +29,7 @@ class ChannelAugmentation:
         self.probability = float(probability)
 
     def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        from scipy.signal import butter, lfilter, resample_poly, sosfilt
+        from scipy.signal import resample_poly
 
         out = np.asarray(waveform, dtype=np.float64)
         if rng.random() < self.probability:
@@ -36,10 +38,8 @@ class ChannelAugmentation:
         if rng.random() < self.probability:
             nyquist = self.sampling_rate / 2
             band = (float(rng.uniform(50.0, 400.0)), min(float(rng.uniform(2800.0, 6000.0)), 0.95 * nyquist))
-            out = sosfilt(butter(4, band, btype="bandpass", fs=self.sampling_rate, output="sos"), out)
+            out = band_pass(out, band, self.sampling_rate)
         if rng.random() < self.probability:
-            noise = lfilter([1.0], [1.0, -float(rng.uniform(0.0, 0.9))], rng.standard_normal(out.shape[0]))
-            power = float(np.mean(out**2)) or 1e-12
-            snr_db = float(rng.uniform(5.0, 30.0))
-            out = out + noise * np.sqrt(power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-12))
+            pole, snr_db = float(rng.uniform(0.0, 0.9)), float(rng.uniform(5.0, 30.0))
+            out = add_coloured_noise(out, snr_db, rng, pole)
         return out.astype(np.float32)
