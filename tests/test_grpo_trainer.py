@@ -14,8 +14,9 @@ import trl
 from datasets import Dataset
 from trl import TrlParser
 
+from rlnf.policies.base import peft_base
 from rlnf.policies.tiny_whisper import build_tiny_whisper
-from rlnf.policies.whisper import decoder_prefix_ids, generation_model
+from rlnf.policies.whisper import decoder_prefix_ids
 from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer, RewardFunctionError, UndecodableAudioError
 
 G = 4
@@ -104,7 +105,7 @@ class AudioCheckingReward:
 def encoder_batch_sizes(model) -> list[int]:
     """Record the batch size of every call of ``model``'s encoder."""
     sizes: list[int] = []
-    generation_model(model).get_encoder().register_forward_hook(
+    peft_base(model).get_encoder().register_forward_hook(
         lambda _m, _a, out: sizes.append(out.last_hidden_state.shape[0])
     )
     return sizes
@@ -306,7 +307,7 @@ def test_log_probs_and_encoder_gradients_match_a_plain_per_row_forward(tmp_path,
     assert clips.features.shape[0] == 3 and clips.clip_of_row.tolist() == [0, 1, 0, 2, 1, 0, 2]
     generator = torch.Generator().manual_seed(0)
     completions = torch.randint(8, len(processor.tokenizer), (7, 6), generator=generator)
-    prefix = torch.tensor([trainer.decoder_prefix] * 7)
+    prefix = torch.tensor([trainer.policy.prompt_ids] * 7)
     ids = torch.cat([prefix, completions], dim=1)
     mask = torch.ones_like(ids)
     mask[2, -2:] = 0  # a shorter completion
@@ -619,7 +620,7 @@ def test_left_padded_prefix_scores_like_the_unpadded_one(tmp_path, policy, audio
     trainer.model.eval()
     _, clips, _ = trainer._collect_clips([audio_dataset[i] for i in (0, 0, 1, 1)])
     completions = torch.randint(8, len(processor.tokenizer), (4, 5), generator=torch.Generator().manual_seed(1))
-    prefix = torch.tensor([trainer.decoder_prefix] * 4)
+    prefix = torch.tensor([trainer.policy.prompt_ids] * 4)
     ids = torch.cat([prefix, completions], dim=1)
     pad = torch.full((4, 5), processor.tokenizer.pad_token_id)
     padded = torch.cat([pad, ids], dim=1)
@@ -646,7 +647,7 @@ def test_bf16_encoder_runs_under_autocast_at_sampling_and_scoring(tmp_path, poli
     )
     dtypes: list[torch.dtype] = []  # of an encoder matmul (the encoder's last layer norm is fp32 under autocast)
     for module in (trainer.model, trainer.ref_model):
-        generation_model(module).get_encoder().layers[0].fc1.register_forward_hook(
+        peft_base(module).get_encoder().layers[0].fc1.register_forward_hook(
             lambda _m, _a, out: dtypes.append(out.dtype)
         )
     trainer.train()

@@ -164,11 +164,6 @@ def extract_features(feature_extractor: Any, waveforms: Sequence[np.ndarray], fr
 # --------------------------------------------------------------------------------------------------
 
 
-def generation_model(model: Any) -> Any:
-    """The transformers model under a PEFT wrapper (its LoRA layers stay active)."""
-    return peft_base(model)
-
-
 def generate_from_encoder(
     model: Any,
     encoder_hidden: torch.Tensor,
@@ -184,7 +179,7 @@ def generate_from_encoder(
     rows = encoder_hidden.size(0)
     prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=encoder_hidden.device).expand(rows, -1)
     return GenerationMixin.generate(
-        generation_model(model),
+        peft_base(model),  # under a PEFT wrapper: its LoRA layers stay active
         encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
         # every encoder frame is valid; saying so stops transformers' pad == eos warning
         attention_mask=torch.ones(encoder_hidden.shape[:2], dtype=torch.long, device=encoder_hidden.device),
@@ -543,7 +538,6 @@ __all__ = [
     "extract_features",
     "feature_frames",
     "generate_from_encoder",
-    "generation_model",
     "suppressed_tokens",
     "timestamp_token_ids",
     "transcribe",

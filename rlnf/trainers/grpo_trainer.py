@@ -75,11 +75,6 @@ class ASRGRPOTrainer(TRLSpeechTrainerMixin, GRPOTrainer):
                 "ASRGRPOTrainer generates with transformers only (vLLM/continuous batching have no speech path here)"
             )
 
-    @property
-    def decoder_prefix(self) -> list[int]:
-        """The prompt ids every row gets (Whisper's decoder prefix)."""
-        return list(self.policy.prompt_ids)
-
     # ---- TRL overrides that differ from RLOO's (the shared ones: `TRLSpeechTrainerMixin`) -------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
