@@ -9,17 +9,9 @@ clipping, KL, entropy, importance sampling, logging, checkpoints. The audio goes
   decodes (Whisper: decoder prefix as prompt, generation from encoder states, decoder log-probs).
 
 TRL 1.16's private methods are mapped onto them in `rlnf.trainers.trl_speech.TRLSpeechTrainerMixin` (shared
-with ``ASRRLOOTrainer``); this file keeps GRPO's config, its ``_generate_single_turn`` signature and its token
-count (pinned; ``tests/test_grpo_trainer.py`` checks the signatures):
-
-* ``_generate_and_score_completions``: collect the batch's unique clips, call TRL, put per-row views of the
-  clips in TRL's batch dict (so TRL shuffles and splits them with the rest); here, skipped clips' tokens
-  leave ``num_items_in_batch``;
-* ``_tokenize_prompts``: every row's prompt is the policy's ``prompt_ids`` (Whisper's decoder prefix);
-* ``_generate_single_turn``: the policy samples G completions per clip, the encoder ONCE per unique clip;
-* ``_get_per_token_logps_and_entropies``: the policy's log-prob pass, the encoder ONCE per unique clip;
-* ``compute_loss``: rebuild the step's clips from the per-row views;
-* ``_calculate_rewards``: TRL's reward loop with guarded reward functions.
+with ``ASRRLOOTrainer``; the list, and the checks that TRL still has them, in `rlnf.trainers.trl_compat`). This
+file keeps GRPO's config, its ``_generate_single_turn`` signature and its token count (skipped clips' tokens
+leave ``num_items_in_batch``).
 
 Work that depends only on the clip is done once per clip, never once per sample: that is the project's main
 performance idea. With G samples per clip, Whisper's encoder and cross-attention key/value projections

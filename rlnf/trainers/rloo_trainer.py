@@ -2,17 +2,10 @@
 
 Built exactly like ``ASRGRPOTrainer``: TRL keeps the algorithm (leave-one-out baselines, the sequence-level KL
 penalty in the reward, the clipped sequence ratio, logging, checkpoints); the audio goes through
-`rlnf.trainers.speech.SpeechTrainerMixin` and the policy family of `rlnf.policies.base.policy_for`. The
-mapping of TRL 1.16's private RLOO methods onto them is shared with GRPO in
-`rlnf.trainers.trl_speech.TRLSpeechTrainerMixin`; this file keeps RLOO's config and its
-``_generate_single_turn`` signature (pinned; ``tests/test_rloo.py`` runs the subclass):
-
-* ``_generate_and_score_completions``: the batch's unique clips, then TRL, then per-row clip views in the batch;
-* ``_tokenize_prompts``: every row's prompt is the policy's ``prompt_ids``;
-* ``_generate_single_turn``: G completions per clip, the encoder ONCE per unique clip;
-* ``_get_per_token_logps_and_entropies``: the policy's log-prob pass, the encoder ONCE per unique clip;
-* ``compute_loss``: the step's clips rebuilt from the per-row views;
-* ``_calculate_rewards``: TRL's reward loop with guarded reward functions.
+`rlnf.trainers.speech.SpeechTrainerMixin` and the policy family of `rlnf.policies.base.policy_for`. TRL
+1.16's private RLOO methods are mapped onto them in `rlnf.trainers.trl_speech.TRLSpeechTrainerMixin` (shared
+with GRPO; the list and its checks in `rlnf.trainers.trl_compat`); this file keeps RLOO's config and its
+``_generate_single_turn`` signature.
 
 When to prefer it to GRPO: RLOO's baseline is unbiased (the others' mean, no std scaling) and its ratio is one
 per sequence; GRPO's token-level loss types and KL-in-the-loss give more knobs.
