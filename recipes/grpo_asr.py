@@ -39,10 +39,10 @@ from rlnf.recipe_support import (  # noqa: E402
     log_into_output_dir,
     resume_argument,
     run_before,
-    warn_reference_free,
     with_base_config,
     with_clip_ids,
 )
+from rlnf.rewards.registry import check_reference_free  # noqa: E402
 from rlnf.trainers.choice import demo_config, method_name, pop_trainer_choice, trainer_classes  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).with_name("grpo_asr_demo.yaml")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         resolve_model_path(script_args.reward_model_path, "reward_model", option="--reward_model_path")
         if use_reward_model else None
     )  # fmt: skip
-    warn_reference_free(script_args.reward_funcs, args.reference_column)
+    check_reference_free(script_args.reward_funcs, args.reference_column)  # before anything is loaded
     train, held_out, held_out_name = load_train_eval(
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
     )

@@ -25,7 +25,6 @@ from .data.loading import load_asr_dataset, train_eval_splits
 
 logger = logging.getLogger(__name__)
 BEFORE_FILE = "eval_before.json"
-REFERENCE_REWARDS = ("wer", "cer")
 _NONE = ("none", "null", "")
 
 
@@ -156,26 +155,6 @@ def log_into_output_dir(trainer: Any) -> None:
             callback.logging_dir = os.path.join(trainer.args.output_dir, default_logdir())
 
 
-def warn_reference_free(reward_funcs: Sequence[Any], reference_column: str | None) -> list[str]:
-    """Warn once when reference-based rewards (wer, cer) are asked for without references: they score None (no
-    reward) on every completion, so only the other rewards train the policy; with no other reward there is
-    nothing to learn from, which is an error. Returns the names concerned."""
-    names = [name for name in reward_funcs if isinstance(name, str) and name in REFERENCE_REWARDS]
-    if not names or reference_column is not None:
-        return []
-    others = [name for name in reward_funcs if name not in names]
-    if not others:
-        raise ValueError(
-            f"reward_funcs {list(reward_funcs)} all need reference transcripts, but reference_column is None "
-            "(reference-free run): add a reference-free reward (reward_model) or set reference_column"
-        )
-    logger.warning(
-        "reward(s) %s need reference transcripts but reference_column is None (reference-free run): they give no "
-        "reward (None); only %s train the policy", names, others,
-    )  # fmt: skip
-    return names
-
-
 __all__ = [
     "ASRModelConfig",
     "ASRScriptArguments",
@@ -184,7 +163,6 @@ __all__ = [
     "log_into_output_dir",
     "resume_argument",
     "run_before",
-    "warn_reference_free",
     "with_clip_ids",
     "with_base_config",
 ]

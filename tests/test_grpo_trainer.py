@@ -744,7 +744,7 @@ def test_unknown_reward_name_lists_the_known_ones(tmp_path, policy, audio_datase
         model, ["wer"], args=make_args(tmp_path), train_dataset=audio_dataset, processing_class=processor
     )
     assert trainer.reward_func_names == ["wer"]
-    with pytest.raises(ValueError, match=r"reward 'wer' compares with a reference.*reference_column=None"):
+    with pytest.raises(ValueError, match=r"reward\(s\) \['wer'\] compare with a reference.*reference_column is None"):
         ASRGRPOTrainer(
             model,
             ["wer"],
@@ -752,6 +752,14 @@ def test_unknown_reward_name_lists_the_known_ones(tmp_path, policy, audio_datase
             train_dataset=audio_dataset,
             processing_class=processor,
         )
+    free = ASRGRPOTrainer(  # penalties take a reference when there is one, and work without
+        model,
+        ["repetition_penalty", "empty_penalty"],
+        args=make_args(tmp_path, reference_column=None),
+        train_dataset=audio_dataset,
+        processing_class=processor,
+    )
+    assert free.reward_func_names == ["repetition_penalty", "empty_penalty"]
 
 
 def test_in_memory_model_needs_a_processor(tmp_path, policy, audio_dataset):

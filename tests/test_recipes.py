@@ -167,13 +167,15 @@ def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
     assert json.loads((out / "results.json").read_text())["eval_before"]["eval_wer"] == 0.123
 
 
-def test_grpo_reference_free_wer_warns_and_wer_only_is_refused(assets, tmp_path: Path, caplog) -> None:
+def test_grpo_reference_free_refuses_transcript_rewards_before_loading(assets, tmp_path: Path) -> None:
+    """A reward that would score None on every completion is refused, in the recipe as in the trainer."""
     flags = grpo_flags(assets, tmp_path / "free", "--reference_column", "none", "--max_steps", "1")
-    with caplog.at_level(logging.WARNING, logger="rlnf.recipe_support"):
-        grpo_recipe.main(flags)
-    assert "reward(s) ['wer'] need reference transcripts" in caplog.text
-    with pytest.raises(ValueError, match=r"all need reference transcripts.*reward_model"):
-        grpo_recipe.main([*flags, "--reward_funcs", "wer"])
+    message = r"reward\(s\) \['wer'\] compare with a reference transcript.*need no transcript: \[.*'reward_model'"
+    with pytest.raises(ValueError, match=message):
+        grpo_recipe.main(flags)  # the demo YAML's reward_model + wer
+    assert not (tmp_path / "free").exists()  # refused before anything was loaded or written
+    results = grpo_recipe.main([*flags, "--reward_funcs", "reward_model", "--reward_weights", "1.0"])
+    assert results["global_steps"] == 1
 
 
 def test_grpo_logs_to_tensorboard_and_writes_the_completions_table(assets, tmp_path: Path) -> None:

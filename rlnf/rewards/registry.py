@@ -149,3 +149,19 @@ def resolve_reward_funcs(
 
 
 get_reward_funcs = resolve_reward_funcs  # the name recipes and trainers have used
+
+REFERENCE_REWARDS = ("wer", "cer")  # rewards that only exist against a reference transcript
+
+
+def check_reference_free(names: Sequence[Any], reference_column: str | None) -> None:
+    """One rule for recipes and trainers: in a reference-free run (``reference_column=None``) a reward that needs
+    a reference would score None on every completion, a reward listed (and shown in cards) that never applies;
+    refuse it, naming the rewards that do work without transcripts."""
+    needing = [name for name in names if isinstance(name, str) and name in REFERENCE_REWARDS]
+    if reference_column is None and needing:
+        free = sorted(set(REWARD_FUNCS) - set(REFERENCE_REWARDS))
+        raise ValueError(
+            f"reward(s) {needing} compare with a reference transcript, but reference_column is None "
+            f"(reference-free run): remove them from reward_funcs (rewards that need no transcript: {free}) "
+            "or set reference_column"
+        )

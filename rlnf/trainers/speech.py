@@ -19,7 +19,6 @@ The algorithm's subclass overrides TRL's private methods and calls these.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,16 +79,9 @@ def resolve_reward_names(reward_funcs: Any, args: Any) -> Any:
     names = [f for f in funcs if isinstance(f, str)]
     if not names:
         return reward_funcs
-    from rlnf.rewards.registry import REWARD_FUNCS, get_reward_funcs
+    from rlnf.rewards.registry import check_reference_free, get_reward_funcs
 
-    if args.reference_column is None:
-        for name in names:
-            factory = REWARD_FUNCS.get(name)
-            if factory is not None and "reference_column" in inspect.signature(factory).parameters:
-                raise ValueError(
-                    f"reward {name!r} compares with a reference transcript, but reference_column=None "
-                    "(reference-free training): drop it or set reference_column"
-                )
+    check_reference_free(names, args.reference_column)
     options = {"reference_column": args.reference_column, "audio_column": args.audio_column}
     resolved, _ = get_reward_funcs(funcs, **{k: v for k, v in options.items() if v is not None})
     return resolved
