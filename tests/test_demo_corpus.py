@@ -86,7 +86,7 @@ def test_bambara_numbers(n, word):
 
 
 def test_bambara_number_rejects_out_of_range():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bambara_number supports 1-999, got 0"):
         bambara_number(0)
 
 
@@ -294,7 +294,7 @@ def test_overwrite_replaces_a_corpus_atomically(tmp_path):
 def test_foreign_folder_is_not_replaced(tmp_path):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="exists and is not a demo corpus; pass overwrite=True"):
         build_demo_corpus(tmp_path / "corpus", max_sentences=3)
     assert (tmp_path / "corpus" / "mine.txt").read_text() == "keep me"
 

@@ -882,7 +882,14 @@ def test_policy_for_picks_the_family_and_names_the_known_ones(tmp_path, policy):
     args = make_args(tmp_path, language=None, max_completion_length=8)
     chosen = policy_for(model, processor, args)
     assert isinstance(chosen, WhisperPolicy)
-    assert chosen.options == PolicyOptions.from_args(args) and chosen.options.max_completion_length == 8
+    options = chosen.options  # read from the config, field by field, not compared with itself
+    assert (options.max_completion_length, options.language, options.task, options.sampling_rate) == (
+        8,
+        None,
+        args.task,
+        args.sampling_rate,
+    )
+    assert PolicyOptions.from_args(args, max_completion_length=3).max_completion_length == 3  # overrides win
     assert chosen.prompt_ids == decoder_prefix_ids(processor.tokenizer)
     with pytest.raises(
         TypeError, match=r"no rlnf policy family handles Linear.*whisper: Whisper \(WhisperForConditionalGeneration\)"

@@ -130,9 +130,20 @@ def test_expand_nodelist(nodelist: str, hosts: list[str]) -> None:
     assert expand_nodelist(nodelist) == hosts
 
 
-@pytest.mark.parametrize("nodelist", ["", "gpu[01-04", "gpu01-04]", "gpu[04-01]", "gpu[a-b]", "a,,b", "n[[1]]"])
-def test_expand_nodelist_rejects_malformed(nodelist: str) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("nodelist", "problem"),
+    [
+        ("", "empty nodelist"),
+        ("gpu[01-04", "unbalanced '\\['"),
+        ("gpu01-04]", "unbalanced '\\]'"),
+        ("gpu[04-01]", "descending range '04-01'"),
+        ("gpu[a-b]", "bad range 'a-b'"),
+        ("a,,b", "empty host name"),
+        ("n[[1]]", "nested brackets"),
+    ],
+)
+def test_expand_nodelist_rejects_malformed(nodelist: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
         expand_nodelist(nodelist)
 
 

@@ -192,7 +192,10 @@ def test_loss_is_mse_when_labels_given(loaded):
     labels = torch.tensor([0.1, 0.9, 0.5, 0.0])
     with torch.no_grad():
         out = model(**processor(audios=clips(), texts=TEXTS), labels=labels)
-    assert float(out.loss) == pytest.approx(float(((out.logits - labels) ** 2).mean()), rel=1e-6)
+    alone = torch.stack(  # the scores recomputed pair by pair, independently of the batch forward
+        [model(**processor(audios=[a], texts=[t])).logits[0].detach() for a, t in zip(clips(), TEXTS)]
+    )
+    assert float(out.loss) == pytest.approx(float(((alone - labels) ** 2).mean()), rel=1e-5)
 
 
 def test_auto_classes_resolve_reward_model(published):
