@@ -15,7 +15,6 @@ the data has none), saves the policy, its processor and an ASR model card (READM
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from rlnf.policies.base import load_policy_model  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
+    finish_run,
     load_train_eval,
     log_into_output_dir,
     resume_argument,
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         save_card(card, output)
         no_wer = None if args.eval_reference_column else "eval_reference_column is None (no reference transcripts)"
         plot_training_curves([{"step": 0, **before}, *log], output / "training_curves.png", why_no_wer=no_wer)
-        (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(results))
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    finish_run(trainer, args.output_dir, results, "results.json")
     return results
 
 

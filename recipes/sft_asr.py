@@ -18,7 +18,6 @@ card (README.md) and `sft_results.json` (greedy WER/CER on the held-out split be
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -45,7 +44,13 @@ from rlnf.policies.base import (  # noqa: E402
 )
 from rlnf.policies.tiny_ctc import demo_parakeet_ctc  # noqa: E402
 from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
-from rlnf.recipe_support import ASRScriptArguments, load_train_eval, resume_argument, with_base_config  # noqa: E402
+from rlnf.recipe_support import (  # noqa: E402
+    ASRScriptArguments,
+    finish_run,
+    load_train_eval,
+    resume_argument,
+    with_base_config,
+)
 from rlnf.trainers.asr_eval import evaluate_asr  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).with_name("sft_asr_demo.yaml")
@@ -126,10 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             before=before, after=after, steps=trainer.state.global_step, model_type=model.config.model_type,
         )  # fmt: skip
         save_card(card, output)
-        (output / "sft_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(results))
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    finish_run(trainer, training_args.output_dir, results, "sft_results.json")
     return results
 
 

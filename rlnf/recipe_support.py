@@ -155,7 +155,22 @@ def log_into_output_dir(trainer: Any) -> None:
             callback.logging_dir = os.path.join(trainer.args.output_dir, default_logdir())
 
 
+def finish_run(trainer: Any, output_dir: str | os.PathLike, results: dict[str, Any], results_name: str) -> None:
+    """The end of every recipe: the main process writes ``results_name`` (JSON, atomically: a reader never sees
+    half a file) and prints it; then every rank waits for it and ends the run (without the barrier about one
+    run in four aborted at interpreter exit while rank 0 still wrote)."""
+    if trainer.is_world_process_zero():
+        path = Path(output_dir) / results_name
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(partial, path)
+        print(json.dumps(results))
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
+
 __all__ = [
+    "finish_run",
     "ASRModelConfig",
     "ASRScriptArguments",
     "clip_id",

@@ -15,6 +15,11 @@ class RewardConfig(PretrainedConfig):
     Field names are the original package's, so its nested ``pretrained_config`` dict maps one to one. The
     original ignored saved values on load; here saved values count and ``override`` wins over them.
 
+    Not to be confused with ``trl.RewardConfig``, TRL's *training* arguments for its text reward trainer: this
+    is a *model* config (architecture, like ``WhisperConfig``), kept under the original package's name because
+    users import it as ``from rlnf import RewardConfig``. rlnf's reward-model training arguments are
+    ``RewardModelTrainingArguments`` (``recipes/train_reward_model.py``).
+
     Args:
         n_mel: mel bins of the audio features.
         vocab_size: rows of the text embedding (tokenizer ids must stay below it).
