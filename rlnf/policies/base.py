@@ -354,6 +354,37 @@ class SpeechPolicy(ABC):
         ``model`` in eval mode; settings for the whole call (the token budget) are resolved here, once."""
 
 
+# --------------------------------------------------------------------------------------------------
+# Sequence-level families (CTC, transducers): log p(y|x) per transcript, not per token
+# --------------------------------------------------------------------------------------------------
+
+
+def labels_before_end(
+    completion_ids: torch.Tensor, completion_mask: torch.Tensor, end_token: int, family: str
+) -> list[list[int]]:
+    """Label sequences of TRL's right-padded completions: the real tokens without the end token the family's
+    sampler appends. Rows with no real token (masked out by the trainer) are empty; a completion that does not
+    end with ``end_token`` was not sampled by this family: an error naming it."""
+    labels = []
+    for row, (ids, mask) in enumerate(zip(completion_ids.tolist(), completion_mask.tolist(), strict=True)):
+        real = [t for t, m in zip(ids, mask, strict=True) if m]
+        if real and real[-1] != end_token:
+            raise RuntimeError(
+                f"completion {row} does not end with the {family} end token {end_token}: it was not sampled by "
+                f"the {family} policy (last token {real[-1]})"
+            )
+        labels.append(real[:-1])
+    return labels
+
+
+def spread_over_tokens(sequence_log_probs: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """``[rows] -> [rows, tokens]``: each row's sequence log-prob spread evenly over its real completion tokens,
+    so TRL's sums give log p(y|x) back and ``importance_sampling_level="sequence"`` (GSPO's mean) its
+    length-normalised ratio; the KL term uses the same quantity against the reference."""
+    mask = completion_mask.to(sequence_log_probs.dtype)
+    return sequence_log_probs[:, None] * mask / mask.sum(-1, keepdim=True).clamp(min=1.0)
+
+
 def speech_encoder(model: nn.Module) -> nn.Module:
     """The part of a speech model that takes its audio inputs and returns ``last_hidden_state``: the encoder of an
     encoder-decoder (Whisper); the base model under a CTC head (wav2vec2, HuBERT, MMS: ``model.wav2vec2``, whose
@@ -480,7 +511,9 @@ __all__ = [
     "policy_families",
     "policy_for",
     "register_policy",
+    "labels_before_end",
     "speech_encoder",
+    "spread_over_tokens",
     "split_processor",
     "transcribe",
 ]

@@ -38,8 +38,10 @@ from .base import (
     ScoringPass,
     SpeechPolicy,
     has_adapters,
+    labels_before_end,
     peft_base,
     register_policy,
+    spread_over_tokens,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -462,16 +464,7 @@ class CTCPolicy(SpeechPolicy):
     def completion_labels(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[list[int]]:
         """Label sequences of TRL's right-padded completions: the real tokens without the end blank. Rows with
         no real token (masked out by the trainer) are empty."""
-        labels = []
-        for row, (ids, mask) in enumerate(zip(completion_ids.tolist(), completion_mask.tolist(), strict=True)):
-            real = [t for t, m in zip(ids, mask, strict=True) if m]
-            if real and real[-1] != self.blank:
-                raise RuntimeError(
-                    f"completion {row} does not end with the CTC end token (blank {self.blank}): it was not "
-                    f"sampled by CTCPolicy (last token {real[-1]})"
-                )
-            labels.append(real[:-1])
-        return labels
+        return labels_before_end(completion_ids, completion_mask, self.blank, "CTC")
 
     def chunk_scorer(self, model: nn.Module, batch: ScoringPass) -> ChunkScorer:
         """``log p(y|x)`` of each row's transcript, spread evenly over its completion tokens (see the class
@@ -484,8 +477,7 @@ class CTCPolicy(SpeechPolicy):
         def score(rows: torch.Tensor, chunk: ClipBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
             log_probs, frames = self.forward(model, chunk)
             sequence = sequence_log_probs(log_probs, frames, chunk.clip_of_row, [labels[r] for r in rows], self.blank)
-            mask = completion_mask[rows].to(sequence.dtype)
-            per_token = sequence[:, None] * mask / mask.sum(-1, keepdim=True).clamp(min=1.0)
+            per_token = spread_over_tokens(sequence, completion_mask[rows])
             entropy = None
             if batch.compute_entropy:
                 entropy = frame_entropy(log_probs, frames).index_select(0, chunk.clip_of_row)
