@@ -67,3 +67,34 @@ def test_rlnf_transcribe_works_for_every_family(name, tmp_path, capsys):
     expected = transcribe(model, AutoProcessor.from_pretrained(path), [np.asarray(w) for w in waveforms],
                           max_new_tokens=20)  # fmt: skip
     assert lines == [f"{f}\t{t}" for f, t in zip(files, expected, strict=True)]
+
+
+def test_a_new_family_is_one_class_registered_from_its_own_module():
+    """The seam takes a third family without edits: registering is all it takes for policy_for to pick it."""
+    from rlnf.policies import base
+
+    class ToyModel(torch.nn.Module):
+        pass
+
+    @base.register_policy
+    class ToyPolicy(base.SpeechPolicy):
+        family = "toy"
+        description = "ToyModel (tests only)"
+
+        def __init__(self, model, processor, options):
+            self.options = options
+
+        @classmethod
+        def accepts(cls, model):
+            return isinstance(model, ToyModel)
+
+        clip_inputs = configure_sampling = sample = chunk_scorer = greedy_decoder = None
+
+    try:
+        chosen = policy_for(ToyModel(), processor=None)
+        assert isinstance(chosen, ToyPolicy) and chosen.options.sampling_rate == 16000
+        assert not ToyPolicy.accepts(tiny_tdt())
+        with pytest.raises(TypeError, match=r"Known families: .*toy: ToyModel \(tests only\)"):
+            policy_for(torch.nn.Linear(1, 1), processor=None)
+    finally:
+        base._FAMILIES.remove(ToyPolicy)
