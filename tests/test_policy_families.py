@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -98,3 +100,36 @@ def test_a_new_family_is_one_class_registered_from_its_own_module():
             policy_for(torch.nn.Linear(1, 1), processor=None)
     finally:
         base._FAMILIES.remove(ToyPolicy)
+
+
+def _tiny(name):
+    from rlnf.policies.tiny_ctc import tiny_parakeet_ctc, tiny_wav2vec2_ctc
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
+
+    if name == "whisper":
+        texts = ["i ni ce", "an bɛ taa sugu la", "sanji bɛ na bi", "den fila bɛ yen"] * 3
+        return build_tiny_whisper(texts, d_model=32, layers=1, heads=2, max_source_positions=100,
+                                  max_target_positions=32, vocab_size=120)  # fmt: skip
+    return {"wav2vec2": tiny_wav2vec2_ctc, "parakeet": tiny_parakeet_ctc}[name]()
+
+
+@pytest.mark.parametrize("name", ["whisper", "wav2vec2", "parakeet"])
+def test_lora_without_targets_gets_the_familys_attention_projections(name, tmp_path):
+    """`--use_peft` alone: peft would refuse a LoRA config without target_modules."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+
+    model, processor = _tiny(name)
+    rows = [{"audio": {"array": synthetic_clip(1.0, 200.0), "sampling_rate": 16000}, "text": "i ni ce"}] * 2
+    args = ASRGRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, num_generations=2,
+                         max_completion_length=8, report_to=[], use_cpu=True)  # fmt: skip
+    trainer = ASRGRPOTrainer(model, [lambda completions, **kw: [0.0] * len(completions)], args=args,
+                             train_dataset=Dataset.from_list(rows), processing_class=processor,
+                             peft_config=LoraConfig(r=4, lora_alpha=8))  # fmt: skip
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    projections = {re.search(r"\.(\w+_proj)\.lora_", n).group(1) for n in trainable}
+    assert projections <= {"q_proj", "k_proj", "v_proj", "out_proj", "o_proj"} and {"q_proj", "v_proj"} <= projections
+    assert not any("proj_out" in n for n in trainable)  # Whisper's tied output projection is never a target

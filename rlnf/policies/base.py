@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
+logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rlnf.policy_families"  # families from other packages: `name = "package.module"`
 
 _FAMILIES: list[type[SpeechPolicy]] = []
@@ -226,6 +228,7 @@ class SpeechPolicy(ABC):
     auto_model_class: ClassVar[Any] = None  # how a path or hub id is loaded
 
     token_critic: ClassVar[bool] = False  # per-token decoder states for PPO's 'separate' / 'shared' critics
+    lora_target_modules: ClassVar[tuple[str, ...]] = ()  # LoRA targets when a peft_config names none
 
     prompt_ids: list[int]
     eos_token_ids: list[int]
@@ -256,6 +259,15 @@ class SpeechPolicy(ABC):
     def check_peft_config(self, peft_config: Any) -> None:
         """Refuse PEFT configs that would break this family's forward (default: none)."""
         return None
+
+    def complete_peft_config(self, peft_config: Any) -> None:
+        """A LoRA config without ``target_modules`` (``--use_peft`` alone) gets the family's attention
+        projections, where peft itself would refuse it; an explicit choice is left alone."""
+        if peft_config is None or not self.lora_target_modules:
+            return
+        if hasattr(peft_config, "target_modules") and peft_config.target_modules is None:
+            peft_config.target_modules = set(self.lora_target_modules)
+            logger.info("LoRA on the %s family's default targets %s", self.family, sorted(self.lora_target_modules))
 
     def prepare_model(self, model: nn.Module) -> None:
         """Called once with the model that will be trained (after PEFT wrapping)."""

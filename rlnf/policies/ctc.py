@@ -275,6 +275,7 @@ class CTCPolicy(SpeechPolicy):
     family = "ctc"
     description = "CTC encoder models (AutoModelForCTC: wav2vec2, HuBERT, WavLM, MMS, ParakeetForCTC ...)"
     auto_model_class = AutoModelForCTC
+    lora_target_modules = ("q_proj", "k_proj", "v_proj", "out_proj", "o_proj")  # wav2vec2 family; Parakeet: o_proj
 
     def __init__(self, model: nn.Module, processor: Any, options: PolicyOptions):
         super().__init__(model, processor, options)

@@ -275,6 +275,7 @@ class WhisperPolicy(SpeechPolicy):
 
     family = "whisper"
     token_critic = True  # decoder states per token: PPO's 'separate' and 'shared' critics
+    lora_target_modules = ("q_proj", "k_proj", "v_proj", "out_proj")  # encoder, decoder and cross attention
     description = "Whisper (WhisperForConditionalGeneration)"
     auto_model_class = AutoModelForSpeechSeq2Seq
 

@@ -200,6 +200,7 @@ class SpeechTrainerMixin:
             processing_class = _load_processor(model, name)
         self.policy = policy_for(model, processing_class, args)
         self.policy.check_args(args)
+        self.policy.complete_peft_config(peft_config)
         self.policy.check_peft_config(peft_config)
         return model, processing_class
 
