@@ -34,6 +34,7 @@ from rlnf.policies.base import load_policy_model  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
+    claim_output_dir,
     finish_run,
     load_train_eval,
     log_into_output_dir,
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> dict:
         if use_reward_model else None
     )  # fmt: skip
     check_reference_free(script_args.reward_funcs, args.reference_column)  # before anything is loaded
+    identity = {
+        "recipe": "grpo_asr", "trainer": trainer_name, "model": model_args.model_name_or_path,
+        "dataset": script_args.dataset_name, "dataset_config": script_args.dataset_config,
+        "train_split": script_args.dataset_train_split, "reward_funcs": list(script_args.reward_funcs),
+        "reward_model": script_args.reward_model_path if use_reward_model else None,
+        "reference_column": args.reference_column,
+    }  # fmt: skip
+    claim_output_dir(args.output_dir, identity, resume=resume, main=args.process_index == 0)
     train, held_out, held_out_name = load_train_eval(
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
     )

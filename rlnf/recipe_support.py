@@ -155,6 +155,49 @@ def log_into_output_dir(trainer: Any) -> None:
             callback.logging_dir = os.path.join(trainer.args.output_dir, default_logdir())
 
 
+RUN_FILE = "rlnf_run.json"
+
+
+def claim_output_dir(
+    output_dir: str | os.PathLike, identity: dict[str, Any], *, resume: str | bool | None, main: bool
+) -> None:
+    """Make sure ``output_dir`` belongs to this run before anything is written or resumed there.
+
+    The identity (recipe, trainer, model, data, rewards) is kept in ``output_dir/rlnf_run.json``. A folder that
+    holds another run is refused, naming both: without this, changing only ``--dataset_name`` wrote into the
+    demo's folder, and ``--resume_from_checkpoint true`` "resumed" the demo's last checkpoint and mixed its
+    results with the new data's. A folder with checkpoints but no identity cannot be resumed blindly either."""
+    folder = Path(output_dir)
+    path = folder / RUN_FILE
+    described = ", ".join(f"{key} {value!r}" for key, value in identity.items())
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != identity:
+            differs = ", ".join(
+                f"{key}: {saved.get(key)!r} there, {identity.get(key)!r} now"
+                for key in sorted(set(saved) | set(identity))
+                if saved.get(key) != identity.get(key)
+            )
+            raise ValueError(
+                f"--output_dir {str(folder)!r} holds another run ({differs}). Pass another --output_dir for this "
+                "run, or delete that folder to replace it."
+            )
+        if resume:
+            logger.info("resuming the run in %s (%s) from %s", folder, described, resume)
+    elif resume is True or any(folder.glob("checkpoint-*")):
+        raise ValueError(
+            f"--output_dir {str(folder)!r} holds checkpoints of a run rlnf cannot identify (no {RUN_FILE}): "
+            "pass another --output_dir, or delete that folder to start over"
+            if any(folder.glob("checkpoint-*"))
+            else f"--resume_from_checkpoint: {str(folder)!r} has no run to resume (no {RUN_FILE}, no checkpoint)"
+        )
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(RUN_FILE + ".partial")
+        partial.write_text(json.dumps(identity, indent=2) + "\n")
+        os.replace(partial, path)
+
+
 def finish_run(trainer: Any, output_dir: str | os.PathLike, results: dict[str, Any], results_name: str) -> None:
     """The end of every recipe: the main process writes ``results_name`` (JSON, atomically: a reader never sees
     half a file) and prints it; then every rank waits for it and ends the run (without the barrier about one
@@ -170,6 +213,7 @@ def finish_run(trainer: Any, output_dir: str | os.PathLike, results: dict[str, A
 
 
 __all__ = [
+    "claim_output_dir",
     "finish_run",
     "ASRModelConfig",
     "ASRScriptArguments",

@@ -37,15 +37,18 @@ def tiny_tdt() -> ParakeetForTDT:
     return ParakeetForTDT(config)
 
 
-def test_a_transducer_is_taken_by_no_family_and_refused_by_name():
+def test_a_transducer_is_taken_by_the_tdt_family_only():
+    from rlnf.policies.transducer import TDTPolicy
+
     model = tiny_tdt()
     assert model.config.is_encoder_decoder and hasattr(model, "get_encoder")  # what fooled the duck typing
-    assert not any(family.accepts(model) for family in policy_families())
-    with pytest.raises(
-        TypeError,
-        match=r"no rlnf policy family handles ParakeetForTDT\. Known families: .*WhisperForConditionalGeneration",
-    ):
-        policy_for(model, processor=None)
+    assert [f for f in policy_families() if f.accepts(model)] == [TDTPolicy]
+
+
+def test_a_model_no_family_takes_is_refused_with_the_known_families():
+    encoder = tiny_tdt().encoder  # a ParakeetEncoder: audio in, no head
+    with pytest.raises(TypeError, match=r"no rlnf policy family handles ParakeetEncoder\. Known families: .*tdt"):
+        policy_for(encoder, processor=None)
 
 
 @pytest.mark.parametrize(("name", "family"), [("demo", WhisperPolicy), ("demo-ctc", CTCPolicy)])

@@ -585,3 +585,24 @@ def test_grpo_recipe_trains_a_ctc_policy(assets, tmp_path: Path) -> None:
     assert not torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
     front = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
     assert torch.equal(reloaded.state_dict()[front], model.state_dict()[front])
+
+
+def test_another_run_cannot_reuse_or_resume_a_folder_that_holds_a_different_run(assets, tmp_path: Path) -> None:
+    """The trap: only --dataset_name changed, same output folder, --resume_from_checkpoint true."""
+    out = tmp_path / "shared"
+    first = grpo_recipe.main(grpo_flags(assets, out, "--save_strategy", "steps", "--save_steps", "2"))
+    assert first["global_steps"] == 2 and (out / "checkpoint-2").is_dir()
+    saved = (out / "results.json").read_text()
+    other_csv = assets["root"] / "other.csv"
+    other_csv.write_text(assets["csv"].read_text(encoding="utf-8"), encoding="utf-8")  # same rows, another dataset
+    flags = grpo_flags(assets, out, "--max_steps", "4")
+    flags[flags.index("--dataset_name") + 1] = str(other_csv)
+    with pytest.raises(ValueError, match=r"holds another run \(dataset: '.*data.csv' there, '.*other.csv' now\)"):
+        grpo_recipe.main([*flags, "--resume_from_checkpoint", "true"])
+    assert (out / "results.json").read_text() == saved and not (out / "checkpoint-4").exists()  # nothing mixed
+    resumed = grpo_recipe.main(  # the same run resumes
+        grpo_flags(assets, out, "--max_steps", "4", "--resume_from_checkpoint", "true", "--save_strategy", "no")
+    )
+    assert resumed["global_steps"] == 4
+    with pytest.raises(ValueError, match=r"has no run to resume"):
+        grpo_recipe.main(grpo_flags(assets, tmp_path / "empty", "--resume_from_checkpoint", "true"))
