@@ -44,6 +44,7 @@ from rlnf.policies.base import (  # noqa: E402
 )
 from rlnf.policies.tiny_ctc import demo_parakeet_ctc  # noqa: E402
 from rlnf.policies.tiny_whisper import build_tiny_whisper  # noqa: E402
+from rlnf.policies.transducer import demo_parakeet_tdt  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRScriptArguments,
     finish_run,
@@ -68,8 +69,9 @@ class SFTScriptArguments(ASRScriptArguments):
     tiny_architecture: str = field(
         default="whisper",
         metadata={"help": "tiny model built when no model is given: 'whisper' (BPE trained on the training texts) or "
-                  "'parakeet_ctc' (the demo CTC policy's shape: rlnf.policies.tiny_ctc.demo_parakeet_ctc)",
-                  "choices": ["whisper", "parakeet_ctc"]},
+                  "'parakeet_ctc' (the demo CTC policy's shape: rlnf.policies.tiny_ctc.demo_parakeet_ctc) or "
+                  "'parakeet_tdt' (the same encoder with a TDT head: rlnf.policies.transducer.demo_parakeet_tdt)",
+                  "choices": ["whisper", "parakeet_ctc", "parakeet_tdt"]},
     )  # fmt: skip
     tiny_d_model: int = field(default=128, metadata={"help": "width of the tiny Whisper built when no model is given"})
     tiny_layers: int = field(default=2, metadata={"help": "encoder and decoder layers of the tiny Whisper"})
@@ -84,6 +86,8 @@ def build_policy(script_args: SFTScriptArguments, train_texts: list[str], seed: 
         return load_policy_model(path), AutoProcessor.from_pretrained(path)
     if script_args.tiny_architecture == "parakeet_ctc":
         return demo_parakeet_ctc(seed=seed)
+    if script_args.tiny_architecture == "parakeet_tdt":
+        return demo_parakeet_tdt(seed=seed)
     model, processor = build_tiny_whisper(
         train_texts, d_model=script_args.tiny_d_model, layers=script_args.tiny_layers,
         vocab_size=script_args.tiny_vocab_size, max_source_positions=int(script_args.tiny_window_seconds * 50),

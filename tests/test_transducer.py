@@ -622,3 +622,32 @@ def test_at_learning_rate_zero_ratio_is_one_and_kl_zero(bambara, tmp_path):
     logs = [entry for entry in trainer.state.log_history if "kl" in entry]
     assert len(logs) == 2 and all(abs(entry["kl"]) < 1e-6 for entry in logs)
     assert gaps and max(gaps) < 1e-6, gaps
+
+
+def test_sft_collator_batches_train_with_the_models_tdt_loss():
+    """Padding never leaks into a row's loss (the batch loss is the mean of the rows' own), and the model learns."""
+    from rlnf.policies.base import PolicyOptions, policy_for
+
+    model, processor = tiny_parakeet_tdt()
+    collator = policy_for(model, processor, PolicyOptions(max_completion_length=None)).sft_collator()
+    rows = [
+        {"audio": {"array": synthetic_clip(1.0 + 0.5 * i, 180.0 + 60 * i, seed=i), "sampling_rate": 16000}, "text": t}
+        for i, t in enumerate(["i ni ce", "an bɛ taa sugu la"])
+    ]
+    batch = collator(rows)
+    blank = model.config.blank_token_id
+    assert batch["decoder_input_ids"][:, 0].tolist() == [blank, blank]
+    assert torch.equal(batch["decoder_input_ids"][:, 1:], batch["labels"])
+    model.eval()
+    with torch.no_grad():
+        alone = [float(model(**collator([row])).loss) for row in rows]
+        assert float(model(**batch).loss) == pytest.approx(sum(alone) / 2, rel=1e-5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]

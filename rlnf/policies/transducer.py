@@ -102,7 +102,7 @@ from .base import (
     peft_base,
     register_policy,
 )
-from .ctc import decode_labels, label_text_tokenizer, min_clip_samples
+from .ctc import CTCCollator, decode_labels, label_text_tokenizer, min_clip_samples
 
 NEG = -1.0e9  # log of an impossible event: finite, so gradients through masked arcs are 0, never NaN
 _IMPOSSIBLE = NEG / 2  # a forward-algorithm result below this is no path at all: reported as -inf
@@ -603,6 +603,15 @@ class TDTPolicy(SpeechPolicy):
             not architectures or "ParakeetForTDT" in architectures
         )
 
+    def sft_collator(self, audio_column: str = "audio", text_column: str = "text") -> TDTCollator:
+        return TDTCollator(
+            self.processor,
+            pad_token_id=int(self.config.pad_token_id),
+            blank_token_id=self.blank,
+            audio_column=audio_column,
+            text_column=text_column,
+        )
+
     def finish_saved_folder(self, folder: Any) -> None:
         """Write the blank as decoder start and the suppressed duration ids into the folder's generation config,
         so that transformers' ``generate`` (and a pipeline) decodes a saved policy greedily."""
@@ -897,7 +906,49 @@ def tiny_parakeet_tdt(
     return model, processor
 
 
+class TDTCollator(CTCCollator):
+    """Batches for supervised TDT training with the model's own loss (``ParakeetForTDT(..., labels=...)``): the
+    inputs and label ids as for CTC, labels padded with the model's ``pad_token_id`` (its loss counts a label's
+    length as its non-pad ids) and ``decoder_input_ids`` = blank + labels (the prediction network's inputs)."""
+
+    def __init__(self, processor: Any, *, pad_token_id: int, blank_token_id: int, **kwargs: Any) -> None:
+        super().__init__(processor, main_input_name="input_features", **kwargs)
+        self.pad_token_id, self.blank_token_id = pad_token_id, blank_token_id
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(rows)
+        labels = batch["labels"]
+        real = labels != -100
+        if bool((labels[real] == self.pad_token_id).any()):
+            raise ValueError(f"a transcript tokenises to the pad id {self.pad_token_id}: TDT labels cannot hold it")
+        labels = labels.masked_fill(~real, self.pad_token_id)
+        start = torch.full((labels.size(0), 1), self.blank_token_id, dtype=labels.dtype)
+        batch["labels"], batch["decoder_input_ids"] = labels, torch.cat([start, labels], dim=1)
+        return batch
+
+
+def demo_parakeet_tdt(seed: int = 0) -> tuple[ParakeetForTDT, ParakeetProcessor]:
+    """The demo TDT policy's architecture (random weights): the demo CTC policy's FastConformer (40 ms frames, 96
+    wide, 3 layers; `rlnf.policies.tiny_ctc.demo_parakeet_ctc`) with a one-layer LSTM prediction network of 96
+    and durations 0-4; no blank bias (SFT learns it)."""
+    return tiny_parakeet_tdt(
+        hidden_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=256,
+        num_mel_bins=40,
+        subsampling_conv_channels=32,
+        subsampling_factor=4,
+        decoder_hidden_size=96,
+        max_symbols_per_step=5,
+        blank_bias=0.0,
+        seed=seed,
+    )
+
+
 __all__ = [
+    "TDTCollator",
+    "demo_parakeet_tdt",
     "NEG",
     "JointCapture",
     "TDTPolicy",
