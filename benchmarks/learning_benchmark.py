@@ -52,6 +52,8 @@ SETTING_YAML = {"rloo": "rloo_asr_demo.yaml", "ppo": "ppo_asr_demo.yaml"}
 SETTINGS.update({name: ["--trainer", name] for name in SETTING_YAML})
 SETTING_YAML.update({"ctc": "grpo_asr_ctc_demo.yaml", "ctc_rm_only": "grpo_asr_ctc_demo.yaml"})
 SETTINGS.update({"ctc": [], "ctc_rm_only": SETTINGS["rm_only"]})
+SETTING_YAML.update({"tdt": "grpo_asr_tdt_demo.yaml", "tdt_rm_only": "grpo_asr_tdt_demo.yaml"})
+SETTINGS.update({"tdt": [], "tdt_rm_only": SETTINGS["rm_only"]})
 
 
 def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:

@@ -16,7 +16,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .assets import DEMO, DEMO_CTC
+from .assets import DEMO, DEMO_ALIASES
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -33,12 +33,13 @@ _DEMO_NAMES = {
     "dataset": "the rlnf Bambara demo corpus (synthetic espeak-ng speech)",
     "reward_model": "the rlnf demo reward model (rlnf/assets/demo-reward-model)",
     "ctc_policy": "the rlnf demo CTC policy (rlnf/assets/demo-ctc-sft, a tiny Parakeet CTC)",
+    "tdt_policy": "the rlnf demo TDT policy (rlnf/assets/demo-tdt-sft, a tiny Parakeet TDT)",
 }
 
 
 def _describe(value: str | None, kind: str) -> str | None:
-    if value == DEMO_CTC:
-        return _DEMO_NAMES["ctc_policy"]
+    if value in DEMO_ALIASES:
+        return _DEMO_NAMES[DEMO_ALIASES[value]]
     return _DEMO_NAMES[kind] if value == DEMO else value
 
 

@@ -15,7 +15,15 @@ from urllib.parse import urlparse
 ASSETS = Path(__file__).parent
 DEMO = "demo"
 DEMO_CTC = "demo-ctc"  # the shipped CTC policy (a tiny Parakeet), for `--model_name_or_path demo-ctc`
-DEMO_ASSETS = {"reward_model": "demo-reward-model", "policy": "demo-whisper-sft", "ctc_policy": "demo-ctc-sft"}
+DEMO_TDT = "demo-tdt"  # the shipped TDT policy (a tiny Parakeet transducer), for `--model_name_or_path demo-tdt`
+DEMO_ASSETS = {
+    "reward_model": "demo-reward-model",
+    "policy": "demo-whisper-sft",
+    "ctc_policy": "demo-ctc-sft",
+    "tdt_policy": "demo-tdt-sft",
+}
+# names that pick the demo policy of another family
+DEMO_ALIASES = {DEMO_CTC: "ctc_policy", DEMO_TDT: "tdt_policy"}
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -24,10 +32,10 @@ class ModelNotAvailableError(FileNotFoundError):
 
 
 def resolve_demo_path(value: str | None, kind: str) -> str | None:
-    """``"demo"`` -> the shipped checkpoint folder of ``kind`` (``"demo-ctc"``: the CTC policy); anything else
-    unchanged."""
-    if value == DEMO_CTC:
-        value, kind = DEMO, "ctc_policy"
+    """``"demo"`` -> the shipped checkpoint folder of ``kind`` (``"demo-ctc"`` / ``"demo-tdt"``: the CTC / TDT
+    policy); anything else unchanged."""
+    if value in DEMO_ALIASES:
+        value, kind = DEMO, DEMO_ALIASES[value]
     if value != DEMO:
         return value
     if kind not in DEMO_ASSETS:
@@ -74,7 +82,7 @@ def resolve_model_path(value: str | os.PathLike, kind: str = "policy", *, option
     snapshot (if any) is returned instead, so loading works without the network.
     """
     text = os.fspath(value)
-    if text in (DEMO, DEMO_CTC):
+    if text == DEMO or text in DEMO_ALIASES:
         return str(resolve_demo_path(text, kind))
     path = Path(text).expanduser()
     if path.is_dir():
@@ -106,8 +114,10 @@ def resolve_model_path(value: str | os.PathLike, kind: str = "policy", *, option
 __all__ = [
     "ASSETS",
     "DEMO",
+    "DEMO_ALIASES",
     "DEMO_ASSETS",
     "DEMO_CTC",
+    "DEMO_TDT",
     "ModelNotAvailableError",
     "hub_offline",
     "hub_reachable",
