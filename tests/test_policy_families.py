@@ -15,6 +15,7 @@ from rlnf.assets import resolve_demo_path
 from rlnf.cli import main
 from rlnf.policies.base import load_policy_model, policy_families, policy_for, transcribe
 from rlnf.policies.ctc import CTCPolicy
+from rlnf.policies.transducer import TDTPolicy
 from rlnf.policies.whisper import WhisperPolicy
 
 
@@ -38,8 +39,6 @@ def tiny_tdt() -> ParakeetForTDT:
 
 
 def test_a_transducer_is_taken_by_the_tdt_family_only():
-    from rlnf.policies.transducer import TDTPolicy
-
     model = tiny_tdt()
     assert model.config.is_encoder_decoder and hasattr(model, "get_encoder")  # what fooled the duck typing
     assert [f for f in policy_families() if f.accepts(model)] == [TDTPolicy]
@@ -51,13 +50,15 @@ def test_a_model_no_family_takes_is_refused_with_the_known_families():
         policy_for(encoder, processor=None)
 
 
-@pytest.mark.parametrize(("name", "family"), [("demo", WhisperPolicy), ("demo-ctc", CTCPolicy)])
+@pytest.mark.parametrize(
+    ("name", "family"), [("demo", WhisperPolicy), ("demo-ctc", CTCPolicy), ("demo-tdt", TDTPolicy)]
+)
 def test_each_demo_policy_is_taken_by_its_own_family_only(name, family):
     model = load_policy_model(resolve_demo_path(name, "policy"))
     assert [f for f in policy_families() if f.accepts(model)] == [family]
 
 
-@pytest.mark.parametrize("name", ["demo", "demo-ctc"])
+@pytest.mark.parametrize("name", ["demo", "demo-ctc", "demo-tdt"])
 def test_rlnf_transcribe_works_for_every_family(name, tmp_path, capsys):
     files = []
     for i, seconds in enumerate((1.1, 1.6)):
