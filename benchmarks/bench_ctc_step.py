@@ -82,7 +82,16 @@ def run_one(generations: int, opts: argparse.Namespace) -> dict:
                 torch.cuda.synchronize()
             self.durations.append(time.perf_counter() - self.starts[-1])
 
-    policy, processor = tiny_wav2vec2_ctc(**WAV2VEC2_BASE, blank_bias=opts.blank_bias, seed=0)
+    if opts.policy == "demo-tdt":  # the shipped tiny Parakeet TDT (the transducer family's G = 8 vs G = 1 figure)
+        from transformers import AutoProcessor
+
+        from rlnf.assets import resolve_demo_path
+        from rlnf.policies.base import load_policy_model
+
+        path = resolve_demo_path("demo-tdt", "policy")
+        policy, processor = load_policy_model(path), AutoProcessor.from_pretrained(path)
+    else:
+        policy, processor = tiny_wav2vec2_ctc(**WAV2VEC2_BASE, blank_bias=opts.blank_bias, seed=0)
 
     with tempfile.TemporaryDirectory() as folder:
         reward_processor = train_tokenizer(TEXTS * 8, folder, vocab_size=128)
@@ -133,7 +142,9 @@ def run_one(generations: int, opts: argparse.Namespace) -> dict:
         policy, rewards, args=args, train_dataset=dataset, processing_class=processor, callbacks=[timer]
     )
     forwards: list[int] = []
-    trainer.model.wav2vec2.register_forward_hook(lambda _m, _a, out: forwards.append(out.last_hidden_state.shape[0]))
+    trainer.policy.critic_encoder(trainer.model).register_forward_hook(
+        lambda _m, _a, out: forwards.append(out.last_hidden_state.shape[0])
+    )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
@@ -168,6 +179,8 @@ def main() -> None:
         "--blank-bias", type=float, default=5.0, help="added to the blank logit (~1 label per 5 frames)"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--policy", choices=["wav2vec2-base", "demo-tdt"], default="wav2vec2-base",
+                        help="the CTC wav2vec2-base shape (random) or the shipped demo TDT policy")  # fmt: skip
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
 
@@ -187,8 +200,11 @@ def main() -> None:
     grouped, single = results[opts.generations], results[1]
     print(json.dumps({
         "benchmark": "ctc_grpo_step_G_vs_1",
-        "policy": "wav2vec2-base-shaped Wav2Vec2ForCTC (768 x 12 layers, 7-layer conv front end, random weights, "
-                  f"Bambara char vocab 36), {opts.seconds:g} s clips",
+        "policy": (
+            "the shipped demo TDT (ParakeetForTDT, 0.66 M parameters)" if opts.policy == "demo-tdt" else
+            "wav2vec2-base-shaped Wav2Vec2ForCTC (768 x 12 layers, 7-layer conv front end, random weights, "
+            "Bambara char vocab 36)"
+        ) + f", {opts.seconds:g} s clips",
         "clips_per_step": opts.clips,
         "num_generations": opts.generations,
         "beta": opts.beta,
