@@ -9,9 +9,18 @@ import sys
 
 DEFAULT_REWARD_MODEL = "RobotsMali/reward-model"
 
-# Sub-commands implemented elsewhere: name -> (module, help). Each module has `add_arguments` and `run`.
+# Sub-commands implemented elsewhere: name -> ("module" or "module:function", help). The function (default `main`)
+# takes the arguments after the command name and returns an exit code.
 _COMMANDS = {
     "eval-reward": ("rlnf.trainers.reward_model_evaluation", "evaluate a reward model on (audio, text, score) data"),
+    "convert-nemo": (
+        "rlnf.nemo:convert_main",
+        "convert a NeMo .nemo Parakeet (TDT, CTC or hybrid TDT-CTC; file or hub id) into transformers folders",
+    ),
+    "export-nemo": (
+        "rlnf.nemo:export_main",
+        "write a (tuned) transformers Parakeet folder back into a copy of the .nemo it was converted from",
+    ),
 }
 
 
@@ -90,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if argv and argv[0] in _COMMANDS:  # delegated commands parse their own arguments
-        return int(importlib.import_module(_COMMANDS[argv[0]][0]).main(argv[1:]) or 0)
+        module, _, function = _COMMANDS[argv[0]][0].partition(":")
+        return int(getattr(importlib.import_module(module), function or "main")(argv[1:]) or 0)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
