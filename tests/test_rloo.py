@@ -11,9 +11,8 @@ import trl
 from trl import TrlParser
 from trl.trainer.utils import get_callable_name
 
-from rlnf.policies.base import CLIPS_KEY, ClipBatch
+from rlnf.policies.base import CLIPS_KEY, ClipBatch, peft_base
 from rlnf.policies.tiny_whisper import build_tiny_whisper
-from rlnf.policies.whisper import generation_model
 from rlnf.rewards.audio_text_reward import AudioTextReward
 from rlnf.testing import tiny_reward_model
 from rlnf.trainers import ASRRLOOConfig, ASRRLOOTrainer
@@ -82,7 +81,7 @@ PAUSED: list[bool] = [False]  # True while the test runs its own forwards
 
 def encoder_batch_sizes(model) -> list[int]:
     sizes: list[int] = []
-    generation_model(model).get_encoder().register_forward_hook(
+    peft_base(model).get_encoder().register_forward_hook(
         lambda _m, _a, out: None if PAUSED[0] else sizes.append(out.last_hidden_state.shape[0])
     )
     return sizes
