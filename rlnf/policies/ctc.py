@@ -341,15 +341,17 @@ class CTCPolicy(SpeechPolicy):
             raise ValueError(
                 "the CTC policy's config has apply_spec_augment=True: SpecAugment masks frames at random in "
                 "training mode, so the loss pass would score each transcript under other audio than it was "
-                "sampled from (wrong ratios and KL). Set model.config.apply_spec_augment = False for RL (recipes: "
-                "model_init_kwargs={'apply_spec_augment': False})."
+                "sampled from (wrong ratios and KL). Load the model with it off for RL: "
+                "from_pretrained(path, apply_spec_augment=False), or set it in the checkpoint's config.json (what "
+                "the recipes load)."
             )
         if getattr(encoder, "layerdrop", 0.0) > 0:
             raise ValueError(
                 f"the CTC policy's config has layerdrop={encoder.layerdrop}: LayerDrop skips whole layers at random "
                 "in training mode, so the loss pass would score transcripts under another network than the one "
-                "that sampled them. Set layerdrop = 0.0 on the model's config for RL (recipes: "
-                "model_init_kwargs={'layerdrop': 0.0})."
+                "that sampled them. Load the model with it off for RL: wav2vec2-style models "
+                "from_pretrained(path, layerdrop=0.0); Parakeet: encoder_config.layerdrop = 0.0 in the checkpoint's "
+                "config.json (what the recipes load; transformers' Parakeet default is 0.1)."
             )
 
     def check_peft_config(self, peft_config: Any) -> None:
