@@ -389,6 +389,41 @@ def labels_before_end(
     return labels
 
 
+def check_sequence_level_args(args: Any, config: Any, family: str) -> None:
+    """Refusals every sequence-level family shares (CTC, TDT): TRL options that act on single tokens, and
+    configuration randomness (SpecAugment, LayerDrop) that makes the loss pass another function than sampling."""
+    if getattr(args, "cast_lm_head_to_fp32", False):
+        raise ValueError(
+            f"cast_lm_head_to_fp32=True is not supported for {family} policies: TRL casts a module named 'lm_head', "
+            "and their log-probs are already computed in float32. Set cast_lm_head_to_fp32=False."
+        )
+    if getattr(args, "top_entropy_quantile", 1.0) < 1.0:
+        raise ValueError(
+            f"top_entropy_quantile < 1 selects tokens by entropy; a {family} policy scores whole transcripts (every "
+            "token of a completion carries the same share of log p(y|x)), so set top_entropy_quantile=1.0"
+        )
+    encoder = getattr(config, "encoder_config", config)
+    for part in (config, encoder):
+        if getattr(part, "apply_spec_augment", False) and (
+            getattr(part, "mask_time_prob", 0) > 0 or getattr(part, "mask_feature_prob", 0) > 0
+        ):
+            raise ValueError(
+                f"the {family} policy's config has apply_spec_augment=True: SpecAugment masks frames at random in "
+                "training mode, so the loss pass would score each transcript under other audio than it was "
+                "sampled from (wrong ratios and KL). Load the model with it off for RL: "
+                "from_pretrained(path, apply_spec_augment=False), or set it in the checkpoint's config.json (what "
+                "the recipes load)."
+            )
+    if getattr(encoder, "layerdrop", 0.0) > 0:
+        raise ValueError(
+            f"the {family} policy's config has layerdrop={encoder.layerdrop}: LayerDrop skips whole layers at random "
+            "in training mode, so the loss pass would score transcripts under another network than the one "
+            "that sampled them. Load the model with it off for RL: wav2vec2-style models "
+            "from_pretrained(path, layerdrop=0.0); Parakeet: encoder_config.layerdrop = 0.0 in the checkpoint's "
+            "config.json (what the recipes load; transformers' Parakeet default is 0.1)."
+        )
+
+
 def spread_over_tokens(sequence_log_probs: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
     """``[rows] -> [rows, tokens]``: each row's sequence log-prob spread evenly over its real completion tokens,
     so TRL's sums give log p(y|x) back and ``importance_sampling_level="sequence"`` (GSPO's mean) its
@@ -523,6 +558,7 @@ __all__ = [
     "policy_families",
     "policy_for",
     "register_policy",
+    "check_sequence_level_args",
     "labels_before_end",
     "speech_encoder",
     "spread_over_tokens",

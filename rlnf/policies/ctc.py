@@ -37,6 +37,7 @@ from .base import (
     PolicyOptions,
     ScoringPass,
     SpeechPolicy,
+    check_sequence_level_args,
     has_adapters,
     labels_before_end,
     peft_base,
@@ -323,36 +324,7 @@ class CTCPolicy(SpeechPolicy):
     # ---- checks --------------------------------------------------------------------------------
 
     def check_args(self, args: Any) -> None:
-        if getattr(args, "cast_lm_head_to_fp32", False):
-            raise ValueError(
-                "cast_lm_head_to_fp32=True is not supported for CTC policies: their log-probs are already computed "
-                "in float32 (log-softmax of the CTC head's logits). Set cast_lm_head_to_fp32=False."
-            )
-        if getattr(args, "top_entropy_quantile", 1.0) < 1.0:
-            raise ValueError(
-                "top_entropy_quantile < 1 selects tokens by entropy; a CTC policy scores whole transcripts (every "
-                "token of a completion carries the same share of log p(y|x)), so set top_entropy_quantile=1.0"
-            )
-        config = self.config
-        encoder = getattr(config, "encoder_config", config)
-        if getattr(config, "apply_spec_augment", False) and (
-            getattr(config, "mask_time_prob", 0) > 0 or getattr(config, "mask_feature_prob", 0) > 0
-        ):
-            raise ValueError(
-                "the CTC policy's config has apply_spec_augment=True: SpecAugment masks frames at random in "
-                "training mode, so the loss pass would score each transcript under other audio than it was "
-                "sampled from (wrong ratios and KL). Load the model with it off for RL: "
-                "from_pretrained(path, apply_spec_augment=False), or set it in the checkpoint's config.json (what "
-                "the recipes load)."
-            )
-        if getattr(encoder, "layerdrop", 0.0) > 0:
-            raise ValueError(
-                f"the CTC policy's config has layerdrop={encoder.layerdrop}: LayerDrop skips whole layers at random "
-                "in training mode, so the loss pass would score transcripts under another network than the one "
-                "that sampled them. Load the model with it off for RL: wav2vec2-style models "
-                "from_pretrained(path, layerdrop=0.0); Parakeet: encoder_config.layerdrop = 0.0 in the checkpoint's "
-                "config.json (what the recipes load; transformers' Parakeet default is 0.1)."
-            )
+        check_sequence_level_args(args, self.config, "CTC")
 
     def check_peft_config(self, peft_config: Any) -> None:
         if peft_config is None:

@@ -98,6 +98,7 @@ from .base import (
     PolicyOptions,
     ScoringPass,
     SpeechPolicy,
+    check_sequence_level_args,
     has_adapters,
     peft_base,
     register_policy,
@@ -628,34 +629,7 @@ class TDTPolicy(SpeechPolicy):
     # ---- checks --------------------------------------------------------------------------------
 
     def check_args(self, args: Any) -> None:
-        if getattr(args, "cast_lm_head_to_fp32", False):
-            raise ValueError(
-                "cast_lm_head_to_fp32=True is not supported for TDT policies: they have no 'lm_head' (the joint "
-                "network's head is 'joint.head') and their log-probs are already computed in float32. Set "
-                "cast_lm_head_to_fp32=False."
-            )
-        if getattr(args, "top_entropy_quantile", 1.0) < 1.0:
-            raise ValueError(
-                "top_entropy_quantile < 1 selects tokens by entropy; a TDT policy scores whole transcripts (every "
-                "token of a completion carries the same share of log p(y|x)), so set top_entropy_quantile=1.0"
-            )
-        config = self.config
-        encoder = getattr(config, "encoder_config", config)
-        for cfg in (config, encoder):
-            if getattr(cfg, "apply_spec_augment", False) and (
-                getattr(cfg, "mask_time_prob", 0) > 0 or getattr(cfg, "mask_feature_prob", 0) > 0
-            ):
-                raise ValueError(
-                    "the TDT policy's config has apply_spec_augment=True: SpecAugment masks frames at random in "
-                    "training mode, so the loss pass would score each transcript under other audio than it was "
-                    "sampled from. Set apply_spec_augment = False for RL."
-                )
-        if getattr(encoder, "layerdrop", 0.0) > 0:
-            raise ValueError(
-                f"the TDT policy's encoder config has layerdrop={encoder.layerdrop}: LayerDrop skips whole layers at "
-                "random in training mode, so the loss pass would score transcripts under another network than the "
-                "one that sampled them. Set model.config.encoder_config.layerdrop = 0.0 for RL."
-            )
+        check_sequence_level_args(args, self.config, "TDT")
 
     def check_peft_config(self, peft_config: Any) -> None:
         if peft_config is None:
