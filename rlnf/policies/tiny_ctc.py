@@ -127,23 +127,18 @@ def bambara_parakeet_tokenizer(letters: Sequence[str] = BAMBARA_LETTERS) -> Para
     return tokenizer
 
 
-def tiny_parakeet_ctc(
-    tokenizer: ParakeetTokenizer | None = None,
-    *,
-    hidden_size: int = 32,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 2,
-    intermediate_size: int = 64,
-    num_mel_bins: int = 16,
-    subsampling_conv_channels: int = 8,
-    subsampling_factor: int = 8,
-    blank_bias: float = 3.0,
-    seed: int = 0,
-) -> tuple[ParakeetForCTC, ParakeetProcessor]:
-    """A random ``ParakeetForCTC`` (FastConformer, ``subsampling_factor`` x 10 ms mel frames) and its processor
-    (``blank_bias`` as in `tiny_wav2vec2_ctc`)."""
-    tokenizer = tokenizer or bambara_parakeet_tokenizer()
-    encoder = {
+def parakeet_encoder_config(
+    hidden_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    intermediate_size: int,
+    num_mel_bins: int,
+    subsampling_conv_channels: int,
+    subsampling_factor: int,
+) -> dict[str, Any]:
+    """A tiny FastConformer encoder config with every source of training randomness off (the tiny CTC and TDT
+    policies share it)."""
+    return {
         "hidden_size": hidden_size,
         "num_hidden_layers": num_hidden_layers,
         "num_attention_heads": num_attention_heads,
@@ -160,6 +155,28 @@ def tiny_parakeet_ctc(
         "layerdrop": 0.0,
         "max_position_embeddings": 5000,
     }
+
+
+def tiny_parakeet_ctc(
+    tokenizer: ParakeetTokenizer | None = None,
+    *,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+    num_mel_bins: int = 16,
+    subsampling_conv_channels: int = 8,
+    subsampling_factor: int = 8,
+    blank_bias: float = 3.0,
+    seed: int = 0,
+) -> tuple[ParakeetForCTC, ParakeetProcessor]:
+    """A random ``ParakeetForCTC`` (FastConformer, ``subsampling_factor`` x 10 ms mel frames) and its processor
+    (``blank_bias`` as in `tiny_wav2vec2_ctc`)."""
+    tokenizer = tokenizer or bambara_parakeet_tokenizer()
+    encoder = parakeet_encoder_config(
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, num_mel_bins,
+        subsampling_conv_channels, subsampling_factor,
+    )  # fmt: skip
     config = ParakeetCTCConfig(
         vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, encoder_config=encoder, ctc_zero_infinity=True
     )
@@ -193,6 +210,7 @@ __all__ = [
     "BAMBARA_LETTERS",
     "bambara_ctc_tokenizer",
     "bambara_parakeet_tokenizer",
+    "parakeet_encoder_config",
     "demo_parakeet_ctc",
     "tiny_parakeet_ctc",
     "tiny_wav2vec2_ctc",

@@ -838,27 +838,14 @@ def tiny_parakeet_tdt(
     also the pad token). The generation config is set as transformers' converter sets it (blank as decoder start,
     duration ids suppressed). ``blank_bias`` is added to the joint's blank logit so the random model emits mostly
     blanks (short transcripts), like a trained one. Dropout and LayerDrop are off."""
-    from .tiny_ctc import PARAKEET_BLANK, bambara_parakeet_tokenizer
+    from .tiny_ctc import PARAKEET_BLANK, bambara_parakeet_tokenizer, parakeet_encoder_config
 
     tokenizer = tokenizer or bambara_parakeet_tokenizer()
     vocab = len(tokenizer)
-    encoder = {
-        "hidden_size": hidden_size,
-        "num_hidden_layers": num_hidden_layers,
-        "num_attention_heads": num_attention_heads,
-        "num_key_value_heads": num_attention_heads,
-        "intermediate_size": intermediate_size,
-        "num_mel_bins": num_mel_bins,
-        "subsampling_conv_channels": subsampling_conv_channels,
-        "subsampling_factor": subsampling_factor,
-        "conv_kernel_size": 9,
-        "dropout": 0.0,
-        "attention_dropout": 0.0,
-        "activation_dropout": 0.0,
-        "dropout_positions": 0.0,
-        "layerdrop": 0.0,
-        "max_position_embeddings": 5000,
-    }
+    encoder = parakeet_encoder_config(
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, num_mel_bins,
+        subsampling_conv_channels, subsampling_factor,
+    )  # fmt: skip
     config = ParakeetTDTConfig(
         vocab_size=vocab,
         blank_token_id=vocab - 1,
