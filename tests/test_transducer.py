@@ -651,3 +651,37 @@ def test_sft_collator_batches_train_with_the_models_tdt_loss():
         optimizer.step()
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_rloo_and_ppo_with_the_audio_critic_train_a_tdt_policy(bambara, tmp_path):
+    """The same seam serves RLOO and PPO: the policy moves; PPO's audio critic sits on the FastConformer encoder
+    and pools only real frames (a clip's value does not depend on a longer clip padded beside it)."""
+    from rlnf.policies.value_heads import SequenceValueModel
+    from rlnf.trainers import ASRPPOConfig, ASRPPOTrainer, ASRRLOOConfig, ASRRLOOTrainer
+
+    model, processor = bambara
+    common = dict(report_to=[], use_cpu=True, seed=0, logging_steps=1, save_strategy="no", max_completion_length=16)
+    rloo = ASRRLOOTrainer(
+        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=dataset(),
+        args=ASRRLOOConfig(output_dir=str(tmp_path / "rloo"), per_device_train_batch_size=G * CLIPS_PER_STEP,
+                           num_generations=G, max_steps=1, learning_rate=1e-2, **common),
+    )  # fmt: skip
+    before = {n: p.detach().clone() for n, p in rloo.model.named_parameters()}
+    rloo.train()
+    assert any(not torch.equal(before[n], p) for n, p in rloo.model.named_parameters())
+    ppo = ASRPPOTrainer(
+        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=dataset(),
+        args=ASRPPOConfig(output_dir=str(tmp_path / "ppo"), per_device_train_batch_size=2, num_mini_batches=1,
+                          num_ppo_epochs=1, max_steps=1, learning_rate=1e-3, value_model="audio", **common),
+    )  # fmt: skip
+    critic = ppo.value_model
+    assert isinstance(critic, SequenceValueModel) and type(critic.encoder).__name__ == "ParakeetEncoder"
+    waveforms = [synthetic_clip(0.8, 180.0), synthetic_clip(1.6, 250.0, seed=1)]
+    with torch.no_grad():
+        both = critic(ClipBatch(ppo.policy.clip_inputs(waveforms, torch.device("cpu"), torch.float32), None))
+        alone = critic(ClipBatch(ppo.policy.clip_inputs(waveforms[:1], torch.device("cpu"), torch.float32), None))
+    torch.testing.assert_close(both[:1], alone, atol=1e-5, rtol=1e-4)
+    before = {n: p.detach().clone() for n, p in ppo.model.named_parameters()}
+    ppo.train()
+    assert any(not torch.equal(before[n], p) for n, p in ppo.model.named_parameters())
+    assert "val/explained_variance" in ppo.state.log_history[0]
