@@ -8,7 +8,7 @@
 The base YAML is recipes/reward_model_demo.yaml unless ``--config`` names another; flags override it. Options:
 `rlnf.trainers.reward_model_config.RewardModelTrainingArguments` (data, tokenizer, export) and every
 `RewardConfig` architecture field (``--fusion_type``, ``--alignment_dim``, ...). Every clip is decoded and every
-split checked before training (`rlnf.trainers.reward_model_data.prepare_splits`). Writes the model + processor,
+split checked before training (`rlnf.data.scorer_data.prepare_splits`). Writes the model + processor,
 ``eval_results.json`` and ``test_metrics.json`` (test split and ``--report_splits``) to ``--output_dir``; the
 shipped asset is written only with an explicit ``--export_dir``.
 """
@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from transformers import set_seed  # noqa: E402
 from trl import TrlParser  # noqa: E402
 
+from rlnf.data.scorer_data import clip_keys, prepare_splits  # noqa: E402
 from rlnf.model_cards import reward_model_card, save_card  # noqa: E402
 from rlnf.recipe_support import resume_argument, with_base_config  # noqa: E402
 from rlnf.trainers.audio_augmentation import ChannelAugmentation  # noqa: E402
@@ -36,16 +37,14 @@ from rlnf.trainers.reward_model_config import (  # noqa: E402
     reward_architecture_arguments,
     reward_config_kwargs,
 )
-from rlnf.trainers.reward_model_data import prepare_splits  # noqa: E402
 from rlnf.trainers.reward_model_evaluation import report_splits  # noqa: E402
+from rlnf.trainers.reward_model_metrics import compute_metrics  # noqa: E402
 from rlnf.trainers.reward_model_trainer import (  # noqa: E402
     RewardDataCollator,
     RewardModelTrainer,
     WallClockLimit,
     build_processor,
     build_reward_model,
-    clip_keys,
-    compute_metrics,
     export,
 )
 

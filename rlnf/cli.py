@@ -12,7 +12,6 @@ DEFAULT_REWARD_MODEL = "RobotsMali/reward-model"
 # Sub-commands implemented elsewhere: name -> ("module" or "module:function", help). The function (default `main`)
 # takes the arguments after the command name and returns an exit code.
 _COMMANDS = {
-    "eval-reward": ("rlnf.trainers.reward_model_evaluation", "evaluate a reward model on (audio, text, score) data"),
     "convert-nemo": (
         "rlnf.nemo:convert_main",
         "convert a NeMo .nemo Parakeet (TDT, CTC or hybrid TDT-CTC; file or hub id) into transformers folders",
@@ -66,6 +65,92 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_reward(args: argparse.Namespace) -> int:
+    """``rlnf eval-reward``: writes ``eval_<split>_metrics.json`` (+ ``eval_<split>.png``) to ``--output_dir`` and
+    prints the metrics as one JSON line."""
+    import json
+    from pathlib import Path
+
+    from .data.scorer_data import load_scorer_dataset, score_range_for_scale
+    from .reward_model.modeling import RewardModel
+    from .reward_model.processing import RewardModelProcessor
+    from .trainers.reward_model_evaluation import (
+        _finite_or_none,
+        evaluate_reward_model,
+        plot_reward_evaluation,
+        write_metrics_json,
+    )
+
+    score_range_for_scale(args.score_scale)
+    splits = load_scorer_dataset(
+        args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column, seed=args.seed
+    )
+    if args.split not in splits:
+        raise KeyError(f"split {args.split!r} not in {args.dataset!r}; it has {list(splits)}")
+    dataset = splits[args.split]
+    if args.max_samples is not None:
+        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+    processor = RewardModelProcessor.from_pretrained(args.model)
+    model = RewardModel.from_pretrained(args.model).eval()
+    metrics, details = evaluate_reward_model(
+        model,
+        processor,
+        dataset,
+        score_scale=args.score_scale,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        score_column=args.score_column,
+        clip_column=args.clip_column,
+        reference_column=args.reference_column,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    metrics = {"model": str(args.model), "dataset": args.dataset, "split": args.split, **metrics}
+    output = Path(args.output_dir)
+    json_path = write_metrics_json(metrics, output / f"eval_{args.split}_metrics.json")
+    print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}))
+    print(f"rlnf eval-reward: metrics written to {json_path}", file=sys.stderr)
+    if not args.no_plot:
+        png = plot_reward_evaluation(
+            details, metrics, output / f"eval_{args.split}.png", title=f"{args.model} on {args.dataset}:{args.split}"
+        )
+        print(f"rlnf eval-reward: plot written to {png}", file=sys.stderr)
+    return 0
+
+
+def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "eval-reward",
+        help="evaluate a reward model on (audio, text, score) data",
+        description="`rlnf eval-reward`: how well a reward model's scores track human/synthetic scores, and whether "
+        "it notices a transcript that belongs to another clip.",
+    )
+    parser.add_argument("--model", required=True, help="reward model folder (model + processor) or hub id")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="'demo' (synthetic scorer data from the demo corpus), a hub id, a local folder "
+        "(audiofolder layout) or a .jsonl/.csv file",
+    )
+    parser.add_argument("--dataset_config", default=None, help="hub dataset configuration (e.g. partially-reviewed)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--output_dir", default="reward-eval", help="where the JSON and PNG go")
+    parser.add_argument("--score_scale", type=float, default=100.0, help="100: scores are 0-100; 1: scores are 0-1")
+    parser.add_argument("--audio_column", default="audio")
+    parser.add_argument("--text_column", default="text")
+    parser.add_argument("--score_column", default="score")
+    parser.add_argument("--clip_column", default=None, help="clip identity (default: clip_id if present, else audio)")
+    parser.add_argument("--reference_column", default="reference")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the shuffled pairs (the recipe's test report uses 0)"
+    )
+    parser.add_argument("--no_plot", action="store_true")
+    # Also an error message and exit code 2: a split the data lacks (KeyError), a missing plotting library.
+    parser.set_defaults(func=_eval_reward, errors=(KeyError, ImportError))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlnf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     asr.add_argument("--task", default=None, help="transcribe / translate / none (default: the model's)")
     asr.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     asr.set_defaults(func=_transcribe)
+    _add_eval_reward(commands)
     for name, (module, help_text) in _COMMANDS.items():
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(module=module)
@@ -104,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as error:
+    except (ValueError, FileNotFoundError, OSError, *getattr(args, "errors", ())) as error:
         print(f"rlnf {args.command}: error: {error}", file=sys.stderr)
         return 2
 

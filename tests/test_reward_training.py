@@ -23,20 +23,12 @@ from transformers import AutoModel, EvalPrediction
 
 import rlnf  # noqa: F401  (registers the Auto classes)
 from rlnf.cli import main as cli_main
+from rlnf.data.scorer_data import ScorerDatasetError, split_by_clip, validate_scorer_dataset
 from rlnf.reward_model import RewardConfig, RewardModel, RewardModelProcessor
 from rlnf.testing import BAMBARA_SAMPLE, sine_clip, tiny_reward_model
 from rlnf.trainers.reward_model_evaluation import mismatch_pairs, predict_scores
-from rlnf.trainers.reward_model_trainer import (
-    ClipGroupedSampler,
-    RewardDataCollator,
-    RewardModelTrainer,
-    ScorerDatasetError,
-    auroc,
-    compute_metrics,
-    compute_reward_metrics,
-    split_by_clip,
-    validate_scorer_dataset,
-)
+from rlnf.trainers.reward_model_metrics import auroc, compute_metrics, compute_reward_metrics
+from rlnf.trainers.reward_model_trainer import ClipGroupedSampler, RewardDataCollator, RewardModelTrainer
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_reward_model.py"
 DEMO_YAML = RECIPE.with_name("reward_model_demo.yaml")
@@ -462,7 +454,7 @@ def test_validate_names_conflicting_scores_of_one_clip_and_text():
 
 
 def test_one_recording_under_two_names_leaves_the_training_split(tmp_path, caplog):
-    from rlnf.trainers.reward_model_data import prepare_splits
+    from rlnf.data.scorer_data import prepare_splits
 
     folder = tmp_path / "audio"
     folder.mkdir()
@@ -540,9 +532,9 @@ def test_alignment_loss_is_mse_plus_ctc_of_the_exact_rows(tmp_path):
 def test_policy_samples_are_seeded_and_scored_by_their_true_cer(tmp_path):
     import jiwer
 
+    from rlnf.data.scorer_data import sample_transcripts
     from rlnf.data.synthetic import score_hypotheses
     from rlnf.policies.tiny_whisper import build_tiny_whisper
-    from rlnf.trainers.reward_model_data import sample_transcripts
 
     policy, policy_processor = build_tiny_whisper(BAMBARA_SAMPLE, d_model=32, layers=1, vocab_size=80)
     clips = [sine_clip(0.8, 200 + 50 * c, seed=c) for c in range(3)]

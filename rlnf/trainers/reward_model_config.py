@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from ..data.scorer_data import score_range_for_scale
 from ..reward_model.configuration import RewardConfig
 
 __all__ = ["RewardModelTrainingArguments", "reward_architecture_arguments", "reward_config_kwargs"]
@@ -103,8 +104,6 @@ class RewardModelTrainingArguments(TrainingArguments):
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        from .reward_model_trainer import score_range_for_scale
-
         for name in ("dataset_config", "dataset_validation_split", "dataset_test_split", "clip_column",
                      "reference_column", "demo_policy", "export_dir", "model_name_or_path", "processor_path",
                      "tokenizer_path"):  # fmt: skip

@@ -1,19 +1,18 @@
-"""`rlnf eval-reward`: how well a reward model's scores track human/synthetic scores, and whether it notices a
+"""Evaluating a reward model: how well its scores track human/synthetic scores, and whether it notices a
 transcript that belongs to another clip.
 
 Two passes over the split: every (clip, transcript) row against its score (MSE, R2, Pearson, Spearman,
 accuracy@0.1), and each clip with its own transcript vs. another clip's (mismatch AUROC). The metrics are
-`rlnf.trainers.reward_model_trainer.compute_reward_metrics`, the same function the training recipe reports with.
+`rlnf.trainers.reward_model_metrics.compute_reward_metrics`, the same function the training recipe reports with.
+The command line, ``rlnf eval-reward``, is in `rlnf.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,15 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .reward_model_data import load_scorer_dataset
-from .reward_model_trainer import (
+from ..data.scorer_data import (
     ScorerDatasetError,
     clip_keys,
-    compute_reward_metrics,
     score_range_for_scale,
     undecoded_audio,
     validate_scorer_dataset,
 )
+from .reward_model_metrics import compute_reward_metrics
 
 if TYPE_CHECKING:
     import datasets
@@ -42,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "evaluate_reward_model",
-    "main",
     "mismatch_pairs",
     "plot_reward_evaluation",
     "predict_scores",
@@ -307,81 +304,3 @@ def plot_reward_evaluation(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlnf eval-reward", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="reward model folder (model + processor) or hub id")
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        help="'demo' (synthetic scorer data from the demo corpus), a hub id, a local folder "
-        "(audiofolder layout) or a .jsonl/.csv file",
-    )
-    parser.add_argument("--dataset_config", default=None, help="hub dataset configuration (e.g. partially-reviewed)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--output_dir", default="reward-eval", help="where the JSON and PNG go")
-    parser.add_argument("--score_scale", type=float, default=100.0, help="100: scores are 0-100; 1: scores are 0-1")
-    parser.add_argument("--audio_column", default="audio")
-    parser.add_argument("--text_column", default="text")
-    parser.add_argument("--score_column", default="score")
-    parser.add_argument("--clip_column", default=None, help="clip identity (default: clip_id if present, else audio)")
-    parser.add_argument("--reference_column", default="reference")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the shuffled pairs (the recipe's test report uses 0)"
-    )
-    parser.add_argument("--no_plot", action="store_true")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``rlnf eval-reward``: writes ``eval_<split>_metrics.json`` (+ ``eval_<split>.png``)."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        return _run(args)
-    except (ValueError, OSError, KeyError, ImportError) as error:
-        print(f"rlnf eval-reward: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ..reward_model.modeling import RewardModel
-    from ..reward_model.processing import RewardModelProcessor
-
-    score_range_for_scale(args.score_scale)
-    splits = load_scorer_dataset(
-        args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column, seed=args.seed
-    )
-    if args.split not in splits:
-        raise KeyError(f"split {args.split!r} not in {args.dataset!r}; it has {list(splits)}")
-    dataset = splits[args.split]
-    if args.max_samples is not None:
-        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
-    processor = RewardModelProcessor.from_pretrained(args.model)
-    model = RewardModel.from_pretrained(args.model).eval()
-    metrics, details = evaluate_reward_model(
-        model,
-        processor,
-        dataset,
-        score_scale=args.score_scale,
-        audio_column=args.audio_column,
-        text_column=args.text_column,
-        score_column=args.score_column,
-        clip_column=args.clip_column,
-        reference_column=args.reference_column,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
-    metrics = {"model": str(args.model), "dataset": args.dataset, "split": args.split, **metrics}
-    output = Path(args.output_dir)
-    json_path = write_metrics_json(metrics, output / f"eval_{args.split}_metrics.json")
-    print(json.dumps({k: _finite_or_none(v) for k, v in metrics.items()}))
-    print(f"rlnf eval-reward: metrics written to {json_path}", file=sys.stderr)
-    if not args.no_plot:
-        png = plot_reward_evaluation(
-            details, metrics, output / f"eval_{args.split}.png", title=f"{args.model} on {args.dataset}:{args.split}"
-        )
-        print(f"rlnf eval-reward: plot written to {png}", file=sys.stderr)
-    return 0

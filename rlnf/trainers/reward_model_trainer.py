@@ -1,16 +1,16 @@
-"""Training a reward model: data checks, clip-level splits, batching, metrics and a thin `Trainer` subclass.
+"""`RewardModelTrainer`: a thin `Trainer` subclass for reward models, with its collator, clip-grouped sampler,
+wall-clock budget, and the model / processor / export helpers the training recipe needs.
 
-Everything here is independent of where the data comes from (`rlnf.trainers.reward_model_data` loads, checks
-and splits it); audio columns stay undecoded, so training and evaluation read clips the same way.
+Data checks and splits live in `rlnf.data.scorer_data`, metrics in `rlnf.trainers.reward_model_metrics`, the
+options in `rlnf.trainers.reward_model_config`. Audio columns stay undecoded, so training and evaluation read
+clips the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterable, Sequence
-from numbers import Real
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..audio import audio_key
+from ..data.scorer_data import score_range_for_scale
 
 if TYPE_CHECKING:
     import datasets
@@ -29,40 +30,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ACCURACY_TOLERANCE",
     "ClipGroupedSampler",
     "RewardDataCollator",
     "RewardModelTrainer",
-    "ScorerDatasetError",
     "WallClockLimit",
-    "auroc",
-    "clip_keys",
-    "compute_metrics",
     "build_processor",
     "build_reward_model",
-    "compute_reward_metrics",
     "export",
-    "score_range_for_scale",
-    "split_by_clip",
-    "undecoded_audio",
-    "validate_scorer_dataset",
 ]
-
-ACCURACY_TOLERANCE = 0.1  # the model card's "accuracy": share of predictions within +-0.1 of the label
-_SCORE_SCALES = (100.0, 1.0)
-_MAX_PROBLEMS_SHOWN = 5
-
-
-class ScorerDatasetError(ValueError):
-    """A scorer dataset that would fail (or silently mislead) training; the message names rows and columns."""
-
-
-def score_range_for_scale(score_scale: float) -> tuple[float, float]:
-    """The declared score range for a scale: scores are divided by ``score_scale`` to give labels in [0, 1]."""
-    scale = float(score_scale)
-    if scale not in _SCORE_SCALES:
-        raise ValueError(f"score_scale must be 100 (scores 0-100) or 1 (scores 0-1), got {score_scale!r}")
-    return (0.0, scale)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,252 +156,6 @@ class RewardDataCollator:
                 )
             batch["labels"] = torch.tensor(scores / self.score_scale, dtype=torch.float32)
         return batch
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Dataset checks and splits
-
-
-def undecoded_audio(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
-    """The same rows with an ``Audio`` column cast to raw ``{"path", "bytes"}``: looking at rows, hashing clips
-    or batching them never needs torchcodec (`rlnf.audio.load_audio` decodes where features are made)."""
-    import datasets
-
-    feature = dataset.features.get(audio_column) if dataset.features else None
-    if isinstance(feature, datasets.Audio) and feature.decode:
-        return dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature.sampling_rate, decode=False))
-    return dataset
-
-
-def _audio_problem(value: Any) -> str | None:
-    if value is None:
-        return "audio is missing (None)"
-    if isinstance(value, dict) and all(value.get(key) is None for key in ("path", "bytes", "array")):
-        return "audio has neither a path, bytes nor an array"
-    if isinstance(value, str) and not value:
-        return "audio path is empty"
-    return None
-
-
-def _score_problem(value: Any, score_range: tuple[float, float]) -> str | None:
-    if value is None:
-        return "score is missing (None)"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return f"score is not a number ({type(value).__name__} {value!r})"
-    if math.isnan(float(value)):
-        return "score is NaN"
-    low, high = score_range
-    if not low <= float(value) <= high:
-        return f"score {value!r} is outside the declared range [{low:g}, {high:g}]"
-    return None
-
-
-def validate_scorer_dataset(
-    dataset: datasets.Dataset,
-    *,
-    audio_column: str = "audio",
-    text_column: str = "text",
-    score_column: str = "score",
-    score_range: tuple[float, float] = (0.0, 100.0),
-    clip_column: str | None = None,
-) -> None:
-    """Fail before training, with row indices, on data that would crash a run hours in or train on garbage.
-
-    Checks: the three columns exist, the dataset is not empty, no row has missing audio, a non-string text,
-    or a score that is missing, NaN or outside ``score_range``; scores that all lie in [0, 1] under a 0-100
-    range (a 0-1 dataset trained with ``score_scale=100`` would train silently towards labels <= 0.01); and
-    no (clip, text) pair appears twice with different scores (clips as `clip_keys` identifies them).
-    """
-    columns = list(dataset.column_names)
-    for role, name in (("audio", audio_column), ("text", text_column), ("score", score_column)):
-        if name not in columns:
-            raise ScorerDatasetError(f"the {role} column {name!r} is missing; the dataset has columns {columns}")
-    if len(dataset) == 0:
-        raise ScorerDatasetError("the dataset is empty (0 rows)")
-    low, high = (float(v) for v in score_range)
-    if not low < high:
-        raise ValueError(f"score_range must be (low, high) with low < high, got {score_range!r}")
-    view = undecoded_audio(dataset, audio_column).select_columns([audio_column, text_column, score_column])
-    problems: list[str] = []
-    count = 0
-    start = 0
-    for chunk in view.iter(batch_size=1024):
-        rows = zip(chunk[audio_column], chunk[text_column], chunk[score_column], strict=True)
-        for offset, (audio, text, score) in enumerate(rows):
-            found = [
-                _audio_problem(audio),
-                None if isinstance(text, str) else f"text is not a string ({type(text).__name__} {text!r})",
-                _score_problem(score, (low, high)),
-            ]
-            found = [p for p in found if p]
-            if found:
-                count += 1
-                if len(problems) < _MAX_PROBLEMS_SHOWN:
-                    problems.append(f"row {start + offset}: " + "; ".join(found))
-        start += len(chunk[audio_column])
-    if problems:
-        more = f" (and {count - len(problems)} more rows)" if count > len(problems) else ""
-        raise ScorerDatasetError(
-            f"{count} of {len(dataset)} rows cannot be used for training{more}:\n  " + "\n  ".join(problems)
-        )
-    scores = np.asarray(view[score_column], dtype=np.float64)
-    if high > 1.0 and len(scores) >= 2 and scores.max() <= 1.0:
-        raise ScorerDatasetError(
-            f"all {len(scores)} scores lie in [0, 1] but the declared range is [{low:g}, {high:g}]: the data looks "
-            "0-1 scaled; pass score_scale 1 (--score_scale 1)"
-        )
-    _check_conflicting_scores(
-        view, scores, text_column, clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
-    )
-
-
-def _check_conflicting_scores(view: datasets.Dataset, scores: np.ndarray, text_column: str, keys: list) -> None:
-    """The same clip with the same transcript must have one score: two would train the model on noise."""
-    first: dict[tuple, int] = {}
-    conflicts = []
-    for row, (key, text) in enumerate(zip(keys, view[text_column], strict=True)):
-        pair = (repr(key), text)
-        if pair not in first:
-            first[pair] = row
-        elif not math.isclose(scores[first[pair]], scores[row], rel_tol=0.0, abs_tol=1e-9):
-            conflicts.append((first[pair], row))
-    if conflicts:
-        shown = "; ".join(
-            f"rows {a} and {b} (text {view[a][text_column]!r}): scores {scores[a]:g} and {scores[b]:g}"
-            for a, b in conflicts[:_MAX_PROBLEMS_SHOWN]
-        )
-        raise ScorerDatasetError(
-            f"{len(conflicts)} rows repeat a (clip, text) pair with a different score: {shown}. Keep one score per "
-            "pair (e.g. average the raters)"
-        )
-
-
-def clip_keys(dataset: datasets.Dataset, *, clip_column: str | None = None, audio_column: str = "audio") -> list[Any]:
-    """Clip identity of each row: ``clip_column`` (default ``clip_id`` when present), else the audio's path or
-    content hash (`rlnf.audio.audio_key`). Rows of one clip must never be on both sides of a split."""
-    if clip_column is None and "clip_id" in dataset.column_names:
-        clip_column = "clip_id"
-    if clip_column is not None:
-        if clip_column not in dataset.column_names:
-            raise ScorerDatasetError(f"clip column {clip_column!r} is missing; the dataset has {dataset.column_names}")
-        return list(dataset[clip_column])
-    if audio_column not in dataset.column_names:
-        raise ScorerDatasetError(
-            f"no clip_id column and no audio column {audio_column!r} to identify clips; columns: {dataset.column_names}"
-        )
-    view = undecoded_audio(dataset, audio_column).select_columns([audio_column])
-    keys: list[Any] = []
-    for chunk in view.iter(batch_size=1024):
-        keys.extend(audio_key(item) for item in chunk[audio_column])
-    return keys
-
-
-def split_by_clip(
-    dataset: datasets.Dataset,
-    *,
-    clip_column: str | None = None,
-    test_size: float | int = 0.1,
-    seed: int = 0,
-    audio_column: str = "audio",
-) -> datasets.DatasetDict:
-    """``{"train", "validation"}`` with every clip's rows on one side only (the same clip with several
-    transcripts would otherwise leak into validation and inflate its metrics).
-
-    ``test_size`` is a fraction of the clips (float in (0, 1)) or a number of clips (int >= 1).
-    """
-    import datasets
-
-    keys = clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
-    order = list(dict.fromkeys(keys))  # first-appearance order: deterministic, whatever the key type
-    n_clips = len(order)
-    if n_clips < 2:
-        raise ScorerDatasetError(f"need at least 2 distinct clips to split by clip, got {n_clips}")
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
-        raise ValueError(f"test_size must be a fraction or a clip count, got {test_size!r}")
-    if isinstance(test_size, float) and test_size < 1.0:
-        if test_size <= 0.0:
-            raise ValueError(f"test_size must be > 0, got {test_size}")
-        n_held = min(n_clips - 1, max(1, round(test_size * n_clips)))
-    else:
-        n_held = int(test_size)
-        if not 1 <= n_held < n_clips:
-            raise ValueError(f"test_size={test_size} clips: need 1 <= test_size < {n_clips} (the number of clips)")
-    permutation = np.random.default_rng(seed).permutation(n_clips)
-    held = {order[i] for i in permutation[:n_held]}
-    held_rows = [i for i, key in enumerate(keys) if key in held]
-    kept_rows = [i for i, key in enumerate(keys) if key not in held]
-    return datasets.DatasetDict({"train": dataset.select(kept_rows), "validation": dataset.select(held_rows)})
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Metrics
-
-
-def auroc(positives: Iterable[float], negatives: Iterable[float]) -> float:
-    """Area under the ROC curve = P(positive scores above negative), ties counting half (Mann-Whitney U)."""
-    from scipy.stats import rankdata
-
-    pos = np.asarray(list(positives), dtype=np.float64).ravel()
-    neg = np.asarray(list(negatives), dtype=np.float64).ravel()
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties share the rank
-    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u / (pos.size * neg.size))
-
-
-def _correlation(kind: str, x: np.ndarray, y: np.ndarray) -> float:
-    from scipy import stats
-
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")  # undefined for constant inputs (scipy would warn and return nan anyway)
-    result = stats.pearsonr(x, y) if kind == "pearson" else stats.spearmanr(x, y)
-    return float(result[0])
-
-
-def compute_reward_metrics(
-    predictions: Any,
-    labels: Any,
-    *,
-    mismatch_predictions: Any = None,
-    matched_predictions: Any = None,
-) -> dict[str, float]:
-    """Regression quality of scores in [0, 1] against labels in [0, 1], plus mismatch AUROC.
-
-    Keys: ``mse``, ``r2`` (1 - SS_res/SS_tot), ``pearson``, ``spearman``, ``accuracy@0.1`` (share with
-    |prediction - label| <= 0.1, the card's "accuracy"), ``n``; with ``mismatch_predictions`` (scores of
-    clips paired with ANOTHER clip's transcript) also ``mismatch_auroc``: how often a true pair outscores a
-    shuffled one. True-pair scores are ``matched_predictions`` when given (e.g. each clip with its reference),
-    else ``predictions``.
-    """
-    pred = np.asarray(predictions, dtype=np.float64).ravel()
-    true = np.asarray(labels, dtype=np.float64).ravel()
-    if pred.shape != true.shape:
-        raise ValueError(f"got {pred.size} predictions but {true.size} labels")
-    if pred.size == 0:
-        raise ValueError("no predictions to evaluate")
-    error = pred - true
-    ss_tot = float(((true - true.mean()) ** 2).sum())
-    metrics = {
-        "mse": float(np.mean(error**2)),
-        "r2": float(1.0 - (error**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
-        "pearson": _correlation("pearson", pred, true),
-        "spearman": _correlation("spearman", pred, true),
-        f"accuracy@{ACCURACY_TOLERANCE:g}": float(np.mean(np.abs(error) <= ACCURACY_TOLERANCE + 1e-12)),
-        "n": int(pred.size),
-    }
-    if mismatch_predictions is not None:
-        positives = pred if matched_predictions is None else np.asarray(matched_predictions, dtype=np.float64)
-        metrics["mismatch_auroc"] = auroc(positives, mismatch_predictions)
-    return metrics
-
-
-def compute_metrics(eval_prediction: Any) -> dict[str, float]:
-    """`Trainer(compute_metrics=...)` adapter: ``EvalPrediction(predictions, label_ids)`` -> reward metrics."""
-    predictions = eval_prediction.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    return compute_reward_metrics(predictions, eval_prediction.label_ids)
 
 
 # ---------------------------------------------------------------------------------------------------------------

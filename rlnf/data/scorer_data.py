@@ -1,13 +1,18 @@
-"""Scorer data for reward-model training: where rows come from, the checks before training, and the splits.
+"""(audio, text, score) datasets for reward-model training: where rows come from, the checks, the splits.
 
-`prepare_splits` is what the recipe calls: it loads the rows, checks every split (columns, scores, scale,
-conflicting duplicates), decodes every clip once before training (a corrupt clip is found here, not after
-hours of training), and returns train / validation / test with no recording on two sides.
+`prepare_splits` is what the training recipe calls: it loads the rows, checks every split (columns, scores,
+scale, conflicting duplicates: `validate_scorer_dataset`), decodes every clip once before training (a corrupt clip
+is found here, not after hours of training), and returns train / validation / test with no recording on two
+sides (`split_by_clip` carves held-out splits by clip). Audio columns stay undecoded (`undecoded_audio`), so
+training and evaluation read clips the same way.
 
 The demo scorer data (``dataset_name="demo"``) is built from demo corpus v2's SOURCE domain for training and
 its test report (``sft_train`` -> train, ``sft_validation`` -> test), and from the TARGET domain's ``test``
 split for ``target_test``: synthetic corruptions of the references (`rlnf.data.synthetic`), plus, with a
 policy, the policy's own temperature samples scored by their true CER, the hypotheses RL will show the model.
+
+Nothing here imports the trainers: `prepare_splits` reads its options off any object with the fields it names
+(the recipe passes its `RewardModelTrainingArguments`, defined in ``trainers/reward_model_config.py``).
 """
 
 from __future__ import annotations
@@ -15,41 +20,230 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Sequence
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from ..audio import audio_key, load_audio
-from .reward_model_trainer import (
-    ScorerDatasetError,
-    score_range_for_scale,
-    split_by_clip,
-    undecoded_audio,
-    validate_scorer_dataset,
-)
 
 if TYPE_CHECKING:
     import datasets
-
-    from .reward_model_config import RewardModelTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEMO_EVAL_SEEDS",
+    "ScorerDatasetError",
+    "clip_keys",
     "decode_check",
     "demo_scorer_dataset",
     "load_scorer_dataset",
     "policy_scorer_rows",
     "prepare_splits",
     "sample_transcripts",
+    "score_range_for_scale",
+    "split_by_clip",
+    "undecoded_audio",
+    "validate_scorer_dataset",
 ]
 
 # Fixed seeds of the demo's held-out rows: their hypotheses never change with the training options.
 DEMO_EVAL_SEEDS = {"test": 1002, "target_test": 1003}
 MIN_SAMPLES = 1024  # one analysis window (n_fft) of the reward model's features: shorter clips are rejected
+_SCORE_SCALES = (100.0, 1.0)
+_MAX_PROBLEMS_SHOWN = 5
+
+
+class ScorerDatasetError(ValueError):
+    """A scorer dataset that would fail (or silently mislead) training; the message names rows and columns."""
+
+
+def score_range_for_scale(score_scale: float) -> tuple[float, float]:
+    """The declared score range for a scale: scores are divided by ``score_scale`` to give labels in [0, 1]."""
+    scale = float(score_scale)
+    if scale not in _SCORE_SCALES:
+        raise ValueError(f"score_scale must be 100 (scores 0-100) or 1 (scores 0-1), got {score_scale!r}")
+    return (0.0, scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dataset checks and splits
+
+
+def undecoded_audio(dataset: datasets.Dataset, audio_column: str) -> datasets.Dataset:
+    """The same rows with an ``Audio`` column cast to raw ``{"path", "bytes"}``: looking at rows, hashing clips
+    or batching them never needs torchcodec (`rlnf.audio.load_audio` decodes where features are made)."""
+    import datasets
+
+    feature = dataset.features.get(audio_column) if dataset.features else None
+    if isinstance(feature, datasets.Audio) and feature.decode:
+        return dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature.sampling_rate, decode=False))
+    return dataset
+
+
+def _audio_problem(value: Any) -> str | None:
+    if value is None:
+        return "audio is missing (None)"
+    if isinstance(value, dict) and all(value.get(key) is None for key in ("path", "bytes", "array")):
+        return "audio has neither a path, bytes nor an array"
+    if isinstance(value, str) and not value:
+        return "audio path is empty"
+    return None
+
+
+def _score_problem(value: Any, score_range: tuple[float, float]) -> str | None:
+    if value is None:
+        return "score is missing (None)"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return f"score is not a number ({type(value).__name__} {value!r})"
+    if math.isnan(float(value)):
+        return "score is NaN"
+    low, high = score_range
+    if not low <= float(value) <= high:
+        return f"score {value!r} is outside the declared range [{low:g}, {high:g}]"
+    return None
+
+
+def validate_scorer_dataset(
+    dataset: datasets.Dataset,
+    *,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    score_column: str = "score",
+    score_range: tuple[float, float] = (0.0, 100.0),
+    clip_column: str | None = None,
+) -> None:
+    """Fail before training, with row indices, on data that would crash a run hours in or train on garbage.
+
+    Checks: the three columns exist, the dataset is not empty, no row has missing audio, a non-string text,
+    or a score that is missing, NaN or outside ``score_range``; scores that all lie in [0, 1] under a 0-100
+    range (a 0-1 dataset trained with ``score_scale=100`` would train silently towards labels <= 0.01); and
+    no (clip, text) pair appears twice with different scores (clips as `clip_keys` identifies them).
+    """
+    columns = list(dataset.column_names)
+    for role, name in (("audio", audio_column), ("text", text_column), ("score", score_column)):
+        if name not in columns:
+            raise ScorerDatasetError(f"the {role} column {name!r} is missing; the dataset has columns {columns}")
+    if len(dataset) == 0:
+        raise ScorerDatasetError("the dataset is empty (0 rows)")
+    low, high = (float(v) for v in score_range)
+    if not low < high:
+        raise ValueError(f"score_range must be (low, high) with low < high, got {score_range!r}")
+    view = undecoded_audio(dataset, audio_column).select_columns([audio_column, text_column, score_column])
+    problems: list[str] = []
+    count = 0
+    start = 0
+    for chunk in view.iter(batch_size=1024):
+        rows = zip(chunk[audio_column], chunk[text_column], chunk[score_column], strict=True)
+        for offset, (audio, text, score) in enumerate(rows):
+            found = [
+                _audio_problem(audio),
+                None if isinstance(text, str) else f"text is not a string ({type(text).__name__} {text!r})",
+                _score_problem(score, (low, high)),
+            ]
+            found = [p for p in found if p]
+            if found:
+                count += 1
+                if len(problems) < _MAX_PROBLEMS_SHOWN:
+                    problems.append(f"row {start + offset}: " + "; ".join(found))
+        start += len(chunk[audio_column])
+    if problems:
+        more = f" (and {count - len(problems)} more rows)" if count > len(problems) else ""
+        raise ScorerDatasetError(
+            f"{count} of {len(dataset)} rows cannot be used for training{more}:\n  " + "\n  ".join(problems)
+        )
+    scores = np.asarray(view[score_column], dtype=np.float64)
+    if high > 1.0 and len(scores) >= 2 and scores.max() <= 1.0:
+        raise ScorerDatasetError(
+            f"all {len(scores)} scores lie in [0, 1] but the declared range is [{low:g}, {high:g}]: the data looks "
+            "0-1 scaled; pass score_scale 1 (--score_scale 1)"
+        )
+    _check_conflicting_scores(
+        view, scores, text_column, clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
+    )
+
+
+def _check_conflicting_scores(view: datasets.Dataset, scores: np.ndarray, text_column: str, keys: list) -> None:
+    """The same clip with the same transcript must have one score: two would train the model on noise."""
+    first: dict[tuple, int] = {}
+    conflicts = []
+    for row, (key, text) in enumerate(zip(keys, view[text_column], strict=True)):
+        pair = (repr(key), text)
+        if pair not in first:
+            first[pair] = row
+        elif not math.isclose(scores[first[pair]], scores[row], rel_tol=0.0, abs_tol=1e-9):
+            conflicts.append((first[pair], row))
+    if conflicts:
+        shown = "; ".join(
+            f"rows {a} and {b} (text {view[a][text_column]!r}): scores {scores[a]:g} and {scores[b]:g}"
+            for a, b in conflicts[:_MAX_PROBLEMS_SHOWN]
+        )
+        raise ScorerDatasetError(
+            f"{len(conflicts)} rows repeat a (clip, text) pair with a different score: {shown}. Keep one score per "
+            "pair (e.g. average the raters)"
+        )
+
+
+def clip_keys(dataset: datasets.Dataset, *, clip_column: str | None = None, audio_column: str = "audio") -> list[Any]:
+    """Clip identity of each row: ``clip_column`` (default ``clip_id`` when present), else the audio's path or
+    content hash (`rlnf.audio.audio_key`). Rows of one clip must never be on both sides of a split."""
+    if clip_column is None and "clip_id" in dataset.column_names:
+        clip_column = "clip_id"
+    if clip_column is not None:
+        if clip_column not in dataset.column_names:
+            raise ScorerDatasetError(f"clip column {clip_column!r} is missing; the dataset has {dataset.column_names}")
+        return list(dataset[clip_column])
+    if audio_column not in dataset.column_names:
+        raise ScorerDatasetError(
+            f"no clip_id column and no audio column {audio_column!r} to identify clips; columns: {dataset.column_names}"
+        )
+    view = undecoded_audio(dataset, audio_column).select_columns([audio_column])
+    keys: list[Any] = []
+    for chunk in view.iter(batch_size=1024):
+        keys.extend(audio_key(item) for item in chunk[audio_column])
+    return keys
+
+
+def split_by_clip(
+    dataset: datasets.Dataset,
+    *,
+    clip_column: str | None = None,
+    test_size: float | int = 0.1,
+    seed: int = 0,
+    audio_column: str = "audio",
+) -> datasets.DatasetDict:
+    """``{"train", "validation"}`` with every clip's rows on one side only (the same clip with several
+    transcripts would otherwise leak into validation and inflate its metrics).
+
+    ``test_size`` is a fraction of the clips (float in (0, 1)) or a number of clips (int >= 1).
+    """
+    import datasets
+
+    keys = clip_keys(dataset, clip_column=clip_column, audio_column=audio_column)
+    order = list(dict.fromkeys(keys))  # first-appearance order: deterministic, whatever the key type
+    n_clips = len(order)
+    if n_clips < 2:
+        raise ScorerDatasetError(f"need at least 2 distinct clips to split by clip, got {n_clips}")
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
+        raise ValueError(f"test_size must be a fraction or a clip count, got {test_size!r}")
+    if isinstance(test_size, float) and test_size < 1.0:
+        if test_size <= 0.0:
+            raise ValueError(f"test_size must be > 0, got {test_size}")
+        n_held = min(n_clips - 1, max(1, round(test_size * n_clips)))
+    else:
+        n_held = int(test_size)
+        if not 1 <= n_held < n_clips:
+            raise ValueError(f"test_size={test_size} clips: need 1 <= test_size < {n_clips} (the number of clips)")
+    permutation = np.random.default_rng(seed).permutation(n_clips)
+    held = {order[i] for i in permutation[:n_held]}
+    held_rows = [i for i, key in enumerate(keys) if key in held]
+    kept_rows = [i for i, key in enumerate(keys) if key not in held]
+    return datasets.DatasetDict({"train": dataset.select(kept_rows), "validation": dataset.select(held_rows)})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -121,7 +315,7 @@ def policy_scorer_rows(
     """Scorer rows of a policy's own samples (kind ``policy``), score = 100 * max(0, 1 - CER), as the synthetic
     rows. Samples are cached in ``cache_dir`` under a key of the policy's weights, the clips and the options."""
     from ..assets import resolve_demo_path
-    from ..data.synthetic import score_hypotheses
+    from .synthetic import score_hypotheses
 
     path = resolve_demo_path(policy, "policy")
     keys = [audio_key(a) for a in undecoded_audio(asr_dataset, "audio")["audio"]]
@@ -175,8 +369,8 @@ def demo_scorer_dataset(
     """
     import datasets
 
-    from ..data.demo_corpus import default_corpus_dir, load_demo_corpus
-    from ..data.synthetic import make_scorer_dataset
+    from .demo_corpus import default_corpus_dir, load_demo_corpus
+    from .synthetic import make_scorer_dataset
 
     corpus = load_demo_corpus(cache_dir=cache_dir)
     folder = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
@@ -222,7 +416,7 @@ def load_scorer_dataset(
     """
     if name == "demo":
         return demo_scorer_dataset(seed=seed, **(demo_options or {}))
-    from ..data.loading import load_asr_dataset
+    from .loading import load_asr_dataset
 
     return load_asr_dataset(name, config, audio_column=audio_column, text_column=text_column)
 
@@ -312,7 +506,7 @@ def _size(value: float) -> float | int:
     return int(value) if value >= 1 else float(value)
 
 
-def prepare_splits(args: RewardModelTrainingArguments) -> dict[str, Any]:
+def prepare_splits(args: Any) -> dict[str, Any]:
     """train / validation / test (+ ``args.report_splits``), each checked, every clip decoded once up front.
 
     Checks (`validate_scorer_dataset`): columns, missing/NaN/out-of-range scores, data that looks 0-1 scaled
@@ -320,6 +514,14 @@ def prepare_splits(args: RewardModelTrainingArguments) -> dict[str, Any]:
     Undecodable clips: an error naming the row and file, or dropped with ``skip_undecodable_audio``. A
     recording present in a held-out split (same decoded samples, whatever the file name) is dropped from
     train (and from validation when it is in test), with a warning naming an example.
+
+    ``args`` is the recipe's `RewardModelTrainingArguments` or any object with these fields, all this reads:
+    ``dataset_name``, ``dataset_config``, ``dataset_train_split``, ``dataset_validation_split``,
+    ``dataset_test_split``, ``report_splits``, ``eval_split_size``, ``test_split_size``, ``audio_column``,
+    ``text_column``, ``score_column``, ``clip_column``, ``score_scale``, ``skip_undecodable_audio``,
+    ``max_train_samples``, ``max_eval_samples``, ``seed`` and the demo options (``demo_hypotheses_per_clip``,
+    ``demo_mismatch_fraction``, ``demo_label_noise``, ``demo_policy``, ``demo_policy_samples_per_clip``,
+    ``demo_policy_temperature``).
     """
     demo_options = {
         "hypotheses_per_clip": args.demo_hypotheses_per_clip, "mismatch_fraction": args.demo_mismatch_fraction,
