@@ -15,6 +15,7 @@ the data has none), saves the policy, its processor and an ASR model card (READM
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from trl import TrlParser, get_peft_config  # noqa: E402
 
 from rlnf import get_reward_funcs  # noqa: E402
 from rlnf.assets import resolve_model_path  # noqa: E402
+from rlnf.data.loading import load_asr_dataset, watch_split  # noqa: E402
 from rlnf.launch import check_world_size  # noqa: E402
 from rlnf.model_cards import asr_model_card, save_card  # noqa: E402
 from rlnf.plotting import plot_training_curves  # noqa: E402
@@ -45,8 +47,10 @@ from rlnf.recipe_support import (  # noqa: E402
 )
 from rlnf.rewards.registry import check_reference_free  # noqa: E402
 from rlnf.trainers.choice import demo_config, method_name, pop_trainer_choice, trainer_classes  # noqa: E402
+from rlnf.trainers.wer_guard import WATCH, WERWatch, reference_free_notice  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).with_name("grpo_asr_demo.yaml")
+logger = logging.getLogger("grpo_asr")
 METRICS = ("eval_wer", "eval_cer")
 
 
@@ -93,6 +97,13 @@ def main(argv: list[str] | None = None) -> dict:
     train, held_out, held_out_name = load_train_eval(
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
     )
+    train, watch = watch_split(
+        train, clips=args.wer_watch_clips, split=args.wer_watch_split, seed=args.seed, audio_column=args.audio_column,
+        load_split=lambda name: load_asr_dataset(script_args.dataset_name, script_args.dataset_config)[name],
+        forbidden=(script_args.dataset_train_split, script_args.dataset_test_split),
+    )  # fmt: skip
+    if (notice := reference_free_notice(args, watching=watch is not None)) and args.process_index == 0:
+        logger.warning(notice)
 
     model = load_policy_model(model_path, dtype=model_args.dtype or "auto")  # Whisper or CTC
     processor = AutoProcessor.from_pretrained(model_path)
@@ -102,14 +113,15 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     trainer = trainer_class(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=with_clip_ids(train, args.audio_column),
-        eval_dataset=held_out,
+        eval_dataset={WATCH: watch} if watch is not None else held_out,  # what is evaluated during training
         processing_class=processor, peft_config=get_peft_config(model_args),
     )  # fmt: skip
     main_process = trainer.is_world_process_zero()
     log_into_output_dir(trainer)
-    before = run_before(args.output_dir, trainer.evaluate, resuming=bool(resume), main=main_process)
+    evaluate_held_out = (lambda: trainer.evaluate(held_out)) if watch is not None else trainer.evaluate
+    before = run_before(args.output_dir, evaluate_held_out, resuming=bool(resume), main=main_process)
     trainer.train(resume_from_checkpoint=resume)
-    after = trainer.evaluate()
+    after = evaluate_held_out()  # with stop_when_wer_rises: the checkpoint of the lowest watch WER
     trainer.save_model(args.output_dir)
 
     log = trainer.state.log_history
@@ -124,6 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
         "global_steps": trainer.state.global_step,
         "train_runtime_s": next((r["train_runtime"] for r in log if "train_runtime" in r), None),
     }
+    watcher = next((c for c in trainer.callback_handler.callbacks if isinstance(c, WERWatch)), None)
+    if watcher is not None:  # the watched WER beside the reward, and where a stop left the run
+        results["wer_watch"] = {
+            "history": watcher.history, "stopped_early": watcher.stopped,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+        }  # fmt: skip
     if main_process:
         output = Path(args.output_dir)
         processor.save_pretrained(output)

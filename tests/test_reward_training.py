@@ -617,3 +617,39 @@ def test_a_training_budget_stops_the_run_with_an_evaluated_checkpoint(tmp_path):
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and (out / "checkpoint-1").is_dir()  # stopped after the first step
     assert any("eval_pearson" in entry for entry in state["log_history"]) and summary["test"]["test_n"] == 6
+
+
+def test_each_policy_is_reported_alone_and_a_held_out_policy_never_trains(monkeypatch):
+    """Demo data with several policies: each policy's rows get their own figures (against scipy on exactly those
+    rows), and `holdout_policy`'s samples are in the held-out splits only."""
+    from scipy.stats import pearsonr
+
+    import rlnf.data.demo_corpus as demo_corpus
+    import rlnf.data.scorer_data as scorer_data
+    from rlnf.data.synthetic import score_hypotheses
+    from rlnf.trainers.reward_model_evaluation import _policy_metrics
+
+    clips = [{"array": sine_clip(0.5, 200 + 40 * c, seed=c), "sampling_rate": 16000} for c in range(3)]
+    split = datasets.Dataset.from_dict({"audio": clips, "text": BAMBARA_SAMPLE[:3]})
+    corpus = {name: split for name in ("sft_train", "sft_validation", "test")}
+    monkeypatch.setattr(demo_corpus, "load_demo_corpus", lambda cache_dir=None: corpus)
+
+    def fake_rows(asr, policy, **kwargs):  # each policy's "samples": its name, so rows are traceable
+        return score_hypotheses(asr, [[policy]] * len(asr), kind=scorer_data.policy_kind(policy))
+
+    monkeypatch.setattr(scorer_data, "policy_scorer_rows", fake_rows)
+    data = scorer_data.demo_scorer_dataset(policies=["demo", "demo-ctc"], holdout_policy="demo-ctc", cache_dir="x")
+    assert set(data["train"]["kind"]) >= {"policy:demo"} and "policy:demo-ctc" not in data["train"]["kind"]
+    for name in ("test", "target_test"):
+        assert data[name]["kind"].count("policy:demo-ctc") == 3 and data[name]["kind"].count("policy:demo") == 3
+    with pytest.raises(ValueError, match="holdout_policy 'demo-tdt' is not one of"):
+        scorer_data.demo_scorer_dataset(policies=["demo"], holdout_policy="demo-tdt", cache_dir="x")
+
+    rng = np.random.default_rng(0)
+    kinds = ["synthetic"] * 6 + ["policy:demo"] * 5 + ["policy:demo-ctc"] * 4
+    details = {"predictions": rng.random(15), "labels": rng.random(15)}
+    report = _policy_metrics(kinds, details)
+    for prefix, rows in (("policy", slice(6, 15)), ("policy_demo", slice(6, 11)), ("policy_demo-ctc", slice(11, 15))):
+        expected = pearsonr(details["predictions"][rows], details["labels"][rows])[0]
+        assert report[f"{prefix}_pearson"] == pytest.approx(expected, abs=1e-12)
+        assert report[f"{prefix}_n"] == rows.stop - rows.start

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +275,34 @@ def train_eval_splits(
         seed,
     )
     return train, held_out
+
+
+def watch_split(
+    train: Any,
+    *,
+    clips: int = 0,
+    split: str | None = None,
+    load_split: Callable[[str], Any] | None = None,
+    forbidden: Sequence[str | None] = (),
+    seed: int = 0,
+    audio_column: str = "audio",
+) -> tuple[Any, Any | None]:
+    """(train, watch): the labelled clips whose WER a run watches during training (`rlnf.trainers.wer_guard`),
+    either the named ``split`` (``load_split(name)``; never the training or test split, named in ``forbidden``:
+    choosing the best checkpoint on the test split would make its WER optimistic) or ``clips`` clips carved out
+    of ``train`` by clip (seed ``seed``), which then never trains on them. No watch: ``(train, None)``."""
+    if split is not None:
+        if split in forbidden:
+            raise ValueError(
+                f"--wer_watch_split {split!r} is the training or the test split: watch a split of its own (or carve "
+                "clips out of the training split with --wer_watch_clips); choosing the best checkpoint on the test "
+                "split would make the test WER optimistic"
+            )
+        return train, load_split(split)
+    if clips <= 0:
+        return train, None
+    if clips >= len(train):
+        raise ValueError(
+            f"--wer_watch_clips {clips} leaves nothing to train on: the training split has {len(train)} rows"
+        )
+    return hold_out_by_clip(train, clips, seed=seed, audio_column=audio_column)

@@ -43,6 +43,7 @@ __all__ = [
     "decode_check",
     "demo_scorer_dataset",
     "load_scorer_dataset",
+    "policy_kind",
     "policy_scorer_rows",
     "prepare_splits",
     "sample_transcripts",
@@ -312,8 +313,9 @@ def policy_scorer_rows(
     seed: int = 0,
     cache_dir: str | Path | None = None,
 ) -> datasets.Dataset:
-    """Scorer rows of a policy's own samples (kind ``policy``), score = 100 * max(0, 1 - CER), as the synthetic
-    rows. Samples are cached in ``cache_dir`` under a key of the policy's weights, the clips and the options."""
+    """Scorer rows of a policy's own samples (kind ``policy:<policy>``, `policy_kind`), score = 100 * max(0, 1 - CER),
+    as the synthetic rows. Samples are cached in ``cache_dir`` under a key of the policy's weights, the clips and
+    the options."""
     from ..assets import resolve_demo_path
     from .synthetic import score_hypotheses
 
@@ -341,7 +343,13 @@ def policy_scorer_rows(
             tmp = cache.with_suffix(".tmp")
             tmp.write_text(json.dumps(samples, ensure_ascii=False), encoding="utf-8")
             tmp.replace(cache)
-    return score_hypotheses(asr_dataset, samples, kind="policy", rate=temperature)
+    return score_hypotheses(asr_dataset, samples, kind=policy_kind(policy), rate=temperature)
+
+
+def policy_kind(policy: str) -> str:
+    """The ``kind`` of a policy's scorer rows: ``policy:<name>`` (a demo alias, or the folder's name), so each
+    policy's rows can be reported alone."""
+    return f"policy:{Path(str(policy).rstrip('/')).name}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -354,7 +362,8 @@ def demo_scorer_dataset(
     hypotheses_per_clip: int = 8,
     mismatch_fraction: float = 0.3,
     label_noise: float = 0.0,
-    policy: str | None = None,
+    policies: Sequence[str] = (),
+    holdout_policy: str | None = None,
     policy_samples_per_clip: int = 4,
     policy_temperature: float = 1.0,
     cache_dir: str | None = None,
@@ -363,15 +372,17 @@ def demo_scorer_dataset(
     (the target domain's ``test``: other speakers and channels, never trained on).
 
     ``train`` rows follow ``seed`` and the options; ``test``/``target_test`` synthetic rows use fixed seeds and
-    the builder's defaults, so reports stay comparable across runs. With ``policy`` every split also holds the
-    policy's samples (``policy_samples_per_clip`` per clip at ``policy_temperature``; held-out splits sampled
-    with fixed seeds).
+    the builder's defaults, so reports stay comparable across runs. Every split also holds each of ``policies``'
+    samples (``policy_samples_per_clip`` per clip at ``policy_temperature``; held-out splits sampled with fixed
+    seeds), except ``holdout_policy``'s, which only the held-out splits hold (a policy the model never saw).
     """
     import datasets
 
     from .demo_corpus import default_corpus_dir, load_demo_corpus
     from .synthetic import make_scorer_dataset
 
+    if holdout_policy is not None and holdout_policy not in policies:
+        raise ValueError(f"holdout_policy {holdout_policy!r} is not one of the policies {list(policies)}")
     corpus = load_demo_corpus(cache_dir=cache_dir)
     folder = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
     sources = {"train": "sft_train", "test": "sft_validation", "target_test": "test"}
@@ -383,7 +394,9 @@ def demo_scorer_dataset(
              "label_noise": label_noise} if name == "train" else {}
         )  # fmt: skip
         parts = [make_scorer_dataset(corpus[source], seed=split_seed, **options)]
-        if policy is not None:
+        for policy in policies:
+            if name == "train" and policy == holdout_policy:
+                continue
             parts.append(
                 policy_scorer_rows(
                     corpus[source],
@@ -520,12 +533,13 @@ def prepare_splits(args: Any) -> dict[str, Any]:
     ``dataset_test_split``, ``report_splits``, ``eval_split_size``, ``test_split_size``, ``audio_column``,
     ``text_column``, ``score_column``, ``clip_column``, ``score_scale``, ``skip_undecodable_audio``,
     ``max_train_samples``, ``max_eval_samples``, ``seed`` and the demo options (``demo_hypotheses_per_clip``,
-    ``demo_mismatch_fraction``, ``demo_label_noise``, ``demo_policy``, ``demo_policy_samples_per_clip``,
-    ``demo_policy_temperature``).
+    ``demo_mismatch_fraction``, ``demo_label_noise``, ``demo_policies``, ``demo_holdout_policy``,
+    ``demo_policy_samples_per_clip``, ``demo_policy_temperature``).
     """
     demo_options = {
         "hypotheses_per_clip": args.demo_hypotheses_per_clip, "mismatch_fraction": args.demo_mismatch_fraction,
-        "label_noise": args.demo_label_noise, "policy": args.demo_policy,
+        "label_noise": args.demo_label_noise, "policies": args.demo_policies,
+        "holdout_policy": args.demo_holdout_policy,
         "policy_samples_per_clip": args.demo_policy_samples_per_clip,
         "policy_temperature": args.demo_policy_temperature,
     }  # fmt: skip

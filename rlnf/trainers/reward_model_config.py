@@ -69,10 +69,17 @@ class RewardModelTrainingArguments(TrainingArguments):
     demo_hypotheses_per_clip: int = field(default=8, metadata={"help": "demo data: synthetic hypotheses per clip"})
     demo_mismatch_fraction: float = field(default=0.3, metadata={"help": "demo data: share of other-clip texts"})
     demo_label_noise: float = field(default=0.0, metadata={"help": "demo data: score noise (points, std)"})
-    demo_policy: str | None = field(
+    demo_policies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "demo data: also score transcripts sampled from these speech policies (any family; 'demo', "
+                  "'demo-ctc', 'demo-tdt': the shipped SFT policies) by their true CER, on every split; each policy's "
+                  "rows are reported alone (test_policy_<name>_*)"},
+    )  # fmt: skip
+    demo_holdout_policy: str | None = field(
         default=None,
-        metadata={"help": "demo data: also score transcripts sampled from this speech policy ('demo': the shipped SFT "
-                  "policy) by their true CER, on every split"},
+        metadata={"help": "demo data: leave this one of --demo_policies out of training and validation (held-out "
+                  "splits keep it): its test_policy_<name>_* figures then say how the model does on a policy "
+                  "family it never saw (benchmarks/reward_model_lofo.py)"},
     )  # fmt: skip
     demo_policy_samples_per_clip: int = field(default=4, metadata={"help": "demo data: policy samples per clip"})
     demo_policy_temperature: float = field(default=1.0, metadata={"help": "demo data: policy sampling temperature"})
@@ -105,10 +112,16 @@ class RewardModelTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         for name in ("dataset_config", "dataset_validation_split", "dataset_test_split", "clip_column",
-                     "reference_column", "demo_policy", "export_dir", "model_name_or_path", "processor_path",
+                     "reference_column", "demo_holdout_policy", "export_dir", "model_name_or_path", "processor_path",
                      "tokenizer_path"):  # fmt: skip
             if isinstance(getattr(self, name), str) and getattr(self, name).strip().lower() in _NONE:
                 setattr(self, name, None)  # a YAML value switched off by a flag
+        self.demo_policies = [p for p in self.demo_policies if p.strip().lower() not in _NONE]
+        if self.demo_holdout_policy is not None and self.demo_holdout_policy not in self.demo_policies:
+            raise ValueError(
+                f"--demo_holdout_policy {self.demo_holdout_policy!r} is not one of --demo_policies "
+                f"{self.demo_policies}: only a policy whose samples the data holds can be held out"
+            )
         score_range_for_scale(self.score_scale)
         # The collator needs the raw audio/text/score columns, which Trainer would otherwise drop.
         self.remove_unused_columns = False

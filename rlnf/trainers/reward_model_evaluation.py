@@ -213,16 +213,26 @@ def report_splits(
             reference_column=args.reference_column, batch_size=args.per_device_eval_batch_size, seed=0,
         )  # fmt: skip
         report.update({f"{name}_{key}": value for key, value in metrics.items()})
-        if "kind" in dataset.column_names:  # demo rows: also each kind of hypothesis alone (policy samples, ...)
-            kinds = np.asarray(dataset["kind"])
-            for kind in ("policy",):
-                rows = kinds == kind
-                if rows.sum() >= 2:
-                    alone = compute_reward_metrics(details["predictions"][rows], details["labels"][rows])
-                    report.update({f"{name}_{kind}_{key}": value for key, value in alone.items()})
+        if "kind" in dataset.column_names:  # demo rows: also the policy samples alone, all and per policy
+            report.update({f"{name}_{key}": value for key, value in _policy_metrics(dataset["kind"], details).items()})
         plot_reward_evaluation(details, metrics, output_dir / f"{name}_plot.png",
                                title=f"{model.config.fusion_type} fusion, {name} split")  # fmt: skip
     write_metrics_json(report, output_dir / "test_metrics.json")
+    return report
+
+
+def _policy_metrics(kinds: list[str], details: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Metrics of the policy samples alone (``policy_*``) and of each policy's (kind ``policy:<name>`` ->
+    ``policy_<name>_*``): how well the model ranks the errors a given policy family makes."""
+    kinds_array = np.asarray(kinds, dtype=object)
+    groups = {"policy": np.asarray([str(k).startswith("policy") for k in kinds])}
+    for kind in sorted({str(k) for k in kinds if str(k).startswith("policy:")}):
+        groups[f"policy_{kind.split(':', 1)[1]}"] = kinds_array == kind
+    report: dict[str, Any] = {}
+    for prefix, rows in groups.items():
+        if rows.sum() >= 2:
+            alone = compute_reward_metrics(details["predictions"][rows], details["labels"][rows])
+            report.update({f"{prefix}_{key}": value for key, value in alone.items()})
     return report
 
 

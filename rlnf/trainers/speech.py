@@ -39,6 +39,7 @@ from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_mode
 from ..policies.same_function import use_fixed_statistics_and_no_dropout
 from .asr_eval import error_rates
 from .trl_compat import distributed_backend, is_async_callable, profiling_context
+from .wer_guard import WATCH, WERWatch
 
 ROW_ID_COLUMN = "__rlnf_row__"  # map-style datasets: the row index, only to name rows in error messages
 DECODE_ERRORS = (ValueError, OSError, RuntimeError, TypeError, EOFError)
@@ -242,6 +243,14 @@ class SpeechTrainerMixin:
                 use_fixed_statistics_and_no_dropout(model)
         if distributed_backend(self).is_fsdp and self.eval_dataset is not None and self.args.eval_strategy != "no":
             raise NotImplementedError(_FSDP_EVAL)
+        if self.args.wer_watch_split is not None or self.args.wer_watch_clips > 0:
+            if not isinstance(self.eval_dataset, dict) or WATCH not in self.eval_dataset:
+                raise ValueError(
+                    f"a WER watch is configured but eval_dataset has no {WATCH!r} entry: pass "
+                    f"eval_dataset={{{WATCH!r}: labelled_clips}} (recipes/grpo_asr.py builds it from wer_watch_split "
+                    "or wer_watch_clips)"
+                )
+            self.add_callback(WERWatch(self.args.stop_when_wer_rises))
 
     def _set_signature_columns_if_needed(self) -> None:
         # With remove_unused_columns=True, keep what this trainer reads (TRL keeps only prompt/image columns).

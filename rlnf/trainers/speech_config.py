@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-_NULLABLE = ("reference_column", "eval_reference_column", "language", "task", "eval_normalizer")
+from .wer_guard import configure_wer_watch
+
+_NULLABLE = ("reference_column", "eval_reference_column", "language", "task", "eval_normalizer", "wer_watch_split")
 
 
 @dataclass
@@ -141,6 +143,30 @@ class SpeechConfigMixin:
         },
     )
 
+    # ---- watching held-out WER (a guard against reward hacking: rlnf.trainers.wer_guard) ------------
+    wer_watch_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "A labelled split of the dataset (never trained on) whose greedy WER is evaluated every "
+            "eval_steps during training and logged beside the reward (eval_watch_wer). Use it in reference-free "
+            "runs: a learned reward can rise while the transcripts get worse."
+        },
+    )
+    wer_watch_clips: int = field(
+        default=0,
+        metadata={
+            "help": "Or carve this many clips (by clip) out of the training split as the watch set: they are "
+            "never trained on, and their transcripts are read for the watch only. 0: no carving."
+        },
+    )
+    stop_when_wer_rises: int = field(
+        default=0,
+        metadata={
+            "help": "K > 0: stop training when the watch WER rose K evaluations in a row while the reward rose, "
+            "and keep (and load at the end) the checkpoint with the lowest watch WER. Needs a watch set. 0: off."
+        },
+    )
+
     def _check_speech_fields(self) -> None:
         for name in _NULLABLE:  # the CLI gives strings
             value = getattr(self, name)
@@ -160,6 +186,7 @@ class SpeechConfigMixin:
             )
         if not isinstance(self.sampling_rate, int) or self.sampling_rate <= 0:
             raise ValueError(f"sampling_rate must be a positive int, got {self.sampling_rate!r}")
+        configure_wer_watch(self)
 
 
 __all__ = ["SpeechConfigMixin"]
