@@ -140,4 +140,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from rlnf.errors import run_main
+
+    run_main(main)  # rlnf's errors: one `error: ...` line, exit code 2; bugs keep their traceback

@@ -124,4 +124,6 @@ def train(args: RewardModelTrainingArguments, architecture: dict[str, Any]) -> d
 
 
 if __name__ == "__main__":
-    main()
+    from rlnf.errors import run_main
+
+    run_main(main)  # rlnf's errors: one `error: ...` line, exit code 2; bugs keep their traceback

@@ -1,5 +1,5 @@
-"""`rlnf` command line: `rlnf score AUDIO TEXT [--model PATH]`, `rlnf transcribe AUDIO... [--model PATH]` and
-friends."""
+"""`rlnf` command line: the recipes (`rlnf grpo|rloo|ppo|sft|train-reward [flags]`, like `trl grpo`), `rlnf score
+AUDIO TEXT [--model PATH]`, `rlnf transcribe AUDIO... [--model PATH]` and friends."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ DEFAULT_REWARD_MODEL = "RobotsMali/reward-model"
 # Sub-commands implemented elsewhere: name -> ("module" or "module:function", help). The function (default `main`)
 # takes the arguments after the command name and returns an exit code.
 _COMMANDS = {
+    # The recipes (rlnf.recipes = recipes/ of a checkout), on their demo YAMLs; flags override them field by field.
+    # --num_processes N / --accelerate_config FILE: through `accelerate launch --quiet` (rlnf.launch).
+    "grpo": ("rlnf.launch:grpo", "GRPO of a speech-to-text policy (recipes/grpo_asr.py; the demo without flags)"),
+    "rloo": ("rlnf.launch:rloo", "RLOO of a speech-to-text policy (recipes/grpo_asr.py --trainer rloo)"),
+    "ppo": ("rlnf.launch:ppo", "PPO with a critic (recipes/grpo_asr.py --trainer ppo)"),
+    "sft": ("rlnf.launch:sft", "supervised fine-tuning of a speech-to-text policy (recipes/sft_asr.py)"),
+    "train-reward": ("rlnf.launch:train_reward", "train a reward model (recipes/train_reward_model.py)"),
     "convert-nemo": (
         "rlnf.nemo:convert_main",
         "convert a NeMo .nemo Parakeet (TDT, CTC or hybrid TDT-CTC; file or hub id) into transformers folders",

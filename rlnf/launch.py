@@ -1,4 +1,10 @@
-"""Build the `accelerate launch` command of one node of a SLURM multi-node job.
+"""Launching: the `rlnf grpo|rloo|ppo|sft|train-reward` verbs, and the `accelerate launch` command of one node of a
+SLURM multi-node job.
+
+`rlnf VERB [--num_processes N] [--accelerate_config FILE] [recipe flags]` runs a packaged recipe (``rlnf.recipes``,
+the folder ``recipes/`` of a checkout): in this process, or, with N > 1 or an accelerate config, through
+``accelerate launch --quiet`` (N processes on this machine: torchrun, CPU or GPU); an rlnf error then still ends
+the output as one ``error: ...`` line (see ``rlnf.errors``).
 
 Run one copy per node (``srun --ntasks-per-node=1 python -m rlnf.launch -- <recipe args>``): each copy reads
 its node's SLURM variables and starts ``accelerate launch`` with the number of machines, this machine's rank,
@@ -13,25 +19,35 @@ The module itself needs only the standard library; it exec's accelerate, so srun
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import importlib.util
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from itertools import product
 from pathlib import Path
+
+from .errors import ERROR_FILE_ENV, LaunchError, RlnfUserError, run_main
 
 __all__ = [
     "DEFAULT_ACCELERATE_CONFIG",
     "DEFAULT_MASTER_PORT",
     "DEFAULT_SCRIPT",
+    "RECIPE_VERBS",
     "SlurmEnvError",
     "build_launch_command",
     "check_world_size",
     "expand_nodelist",
     "main",
+    "run_verb",
+    "split_launch_flags",
+    "verb_launch_command",
 ]
 
 DEFAULT_SCRIPT = "recipes/grpo_asr.py"
@@ -40,7 +56,7 @@ DEFAULT_MASTER_PORT = 29500
 RDZV_BACKENDS = ("c10d", "static")
 
 
-class SlurmEnvError(ValueError):
+class SlurmEnvError(RlnfUserError, ValueError):
     """A SLURM variable is missing, malformed or contradicts another one."""
 
 
@@ -244,7 +260,7 @@ def build_launch_command(
         raise SlurmEnvError(f"MASTER_PORT={port} is not a valid port")
 
     return [
-        accelerate, "launch",
+        accelerate, "launch", "--quiet",  # a failed worker: its error and one summary, no launcher traceback
         "--config_file", str(accelerate_config),
         "--num_machines", str(num_machines),
         "--num_processes", str(num_machines * gpus),
@@ -271,13 +287,143 @@ def check_world_size(num_processes: int, env: Mapping[str, str] | None = None) -
     launched = env.get("WORLD_SIZE", "").strip()
     if not launched.isdigit() or int(launched) <= 1 or int(launched) == num_processes:
         return
-    raise RuntimeError(
+    raise LaunchError(
         f"the launcher started {launched} processes (WORLD_SIZE={launched}) but this one is in a world of "
         f"{num_processes}: the processes would train as {launched} separate runs writing to one folder. On a "
         "machine without GPUs, launch with ACCELERATE_USE_CPU=1 (accelerate launch does not pass use_cpu to its "
         "workers), e.g. `ACCELERATE_USE_CPU=1 accelerate launch --config_file accelerate_configs/cpu_2proc.yaml "
         "recipes/grpo_asr.py`; on GPUs, check that every process sees a GPU."
     )
+
+
+# ----------------------------------------------------------------------------------------------- rlnf verbs
+# `rlnf VERB` -> (recipe module in rlnf.recipes, the arguments it always gets first)
+RECIPE_VERBS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "grpo": ("grpo_asr", ("--trainer", "grpo")),
+    "rloo": ("grpo_asr", ("--trainer", "rloo")),
+    "ppo": ("grpo_asr", ("--trainer", "ppo")),
+    "sft": ("sft_asr", ()),
+    "train-reward": ("train_reward_model", ()),
+}
+LAUNCH_FLAGS = ("--num_processes", "--accelerate_config")  # the verb's own flags; everything else is the recipe's
+_LAUNCH_HELP = """\
+{prog}: the recipe {module} (recipes/{script} in a checkout), on its demo YAML unless --config names another.
+Launcher flags (read by rlnf, not passed to the recipe):
+  --num_processes N         N > 1: N processes on this machine (GPUs, or CPU processes without GPUs) through
+                            `accelerate launch --quiet`; default 1: this process
+  --accelerate_config FILE  launch through `accelerate launch --quiet --config_file FILE` (multi-GPU, DeepSpeed,
+                            FSDP: accelerate_configs/ in the repository); --num_processes overrides its count
+Several machines: python -m rlnf.launch (SLURM) or accelerate launch -q -m {module} on each.
+The recipe's flags:
+"""
+
+
+def split_launch_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``({flag: value} of LAUNCH_FLAGS, the recipe's arguments)``; ``--flag value`` and ``--flag=value``."""
+    launch: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        item = argv[i]
+        name, equals, value = item.partition("=")
+        if name in LAUNCH_FLAGS:
+            if not equals:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                    raise LaunchError(f"{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            launch[name.removeprefix("--")] = value
+        else:
+            rest.append(item)
+        i += 1
+    return launch, rest
+
+
+def _num_processes(launch: Mapping[str, str]) -> int | None:
+    if "num_processes" not in launch:
+        return None
+    value = launch["num_processes"]
+    if not value.isdigit() or int(value) < 1:
+        raise LaunchError(f"--num_processes must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def verb_launch_command(module: str, launch: Mapping[str, str], recipe_args: Sequence[str]) -> list[str]:
+    """The ``accelerate launch --quiet`` argv that runs recipe ``module`` (e.g. ``rlnf.recipes.grpo_asr``) as the
+    launcher flags ask: the accelerate config's setup, or ``--num_processes`` workers on this machine."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--quiet"]
+    processes = _num_processes(launch)
+    config = launch.get("accelerate_config")
+    if config is not None:
+        if not Path(config).is_file():
+            raise LaunchError(f"--accelerate_config {config}: no such file")
+        command += ["--config_file", config]
+        if processes is not None:
+            command += ["--num_processes", str(processes)]
+    else:  # N workers on this machine through torchrun (accelerate starts one process unless --multi_gpu)
+        command += ["--multi_gpu", "--num_processes", str(processes or 1), "--num_machines", "1"]
+        command += ["--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no"]  # 0: a free port
+    return [*command, "--module", module, *recipe_args]
+
+
+def _launch(verb: str, command: list[str]) -> int:
+    """Run ``command`` (accelerate launch); a worker's rlnf error is printed after the launcher's own summary."""
+    env = dict(os.environ)
+    if "--multi_gpu" in command:
+        import torch
+
+        if not torch.cuda.is_available():
+            env["ACCELERATE_USE_CPU"] = "1"  # torchrun's workers then join one gloo world instead of N worlds of 1
+    print(f"rlnf {verb}: {shlex.join(command)}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="rlnf-launch-") as folder:
+        env[ERROR_FILE_ENV] = str(Path(folder) / "error")
+        process = subprocess.Popen(command, env=env)
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:  # the launcher got the Ctrl-C too: give it time to stop its workers
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return 130
+        errors = sorted(Path(folder).glob("error.*"), key=lambda path: int(path.suffix[1:]))
+        if code != 0 and errors:
+            raise RlnfUserError(errors[0].read_text(encoding="utf-8"))  # run_main: `error: ...`, exit code 2
+    return code
+
+
+def _run_verb(verb: str, argv: list[str]) -> int:
+    module_name, fixed = RECIPE_VERBS[verb]
+    launch, recipe_args = split_launch_flags(argv)
+    if fixed and any(arg == "--trainer" or arg.startswith("--trainer=") for arg in recipe_args):
+        raise LaunchError(f"`rlnf {verb}` sets --trainer itself; run `rlnf rloo` or `rlnf ppo` for another trainer")
+    recipe_args = [*fixed, *recipe_args]
+    module = f"rlnf.recipes.{module_name}"
+    if importlib.util.find_spec("rlnf.recipes") is None:
+        raise LaunchError("rlnf.recipes is not installed: reinstall rlnf (`pip install -e .` in a checkout)")
+    if "-h" in recipe_args or "--help" in recipe_args:
+        print(_LAUNCH_HELP.format(prog=f"rlnf {verb}", module=module, script=f"{module_name}.py"))
+    if launch.get("accelerate_config") is None and (_num_processes(launch) or 1) == 1:
+        saved, sys.argv = sys.argv, [f"rlnf {verb}", *recipe_args]  # the parser's usage line names the verb
+        try:
+            importlib.import_module(module).main(recipe_args)
+        finally:
+            sys.argv = saved
+        return 0
+    return _launch(verb, verb_launch_command(module, launch, recipe_args))
+
+
+def run_verb(verb: str, argv: Sequence[str]) -> int:
+    """``rlnf VERB ARGS`` (``VERB`` in ``RECIPE_VERBS``): the exit code; an rlnf error exits with code 2 after
+    printing ``error: <message>`` (``rlnf.errors.run_main``)."""
+    return run_main(lambda: _run_verb(verb, list(argv)))
+
+
+grpo = functools.partial(run_verb, "grpo")
+rloo = functools.partial(run_verb, "rloo")
+ppo = functools.partial(run_verb, "ppo")
+sft = functools.partial(run_verb, "sft")
+train_reward = functools.partial(run_verb, "train-reward")
 
 
 # ----------------------------------------------------------------------------------------------- CLI

@@ -77,8 +77,12 @@ class Check:
 # one key. Examples without an entry run as typed (shell commands: the recipes with SHRINK's flags).
 EXAMPLES: dict[str, Check] = {
     # ------------------------------------------------------------------------------------------- README.md
-    'pip install -e ".[demo]" && accelerate launch recipes/grpo_asr.py': Check(
+    "pip install -e . && rlnf grpo": Check(
         "skip", "installs into a new venv (network) then the 10-min demo; the demo's command is run below, shrunk"
+    ),
+    "rlnf grpo --max_steps 20": Check("parse", "the demo (minutes): the verb's recipe parses the flags"),
+    "rlnf rloo --num_processes 2": Check(
+        "skip", "2 processes through accelerate launch; tests/test_cli_verbs.py launches the verb that way"
     ),
     'pip install -q -e ".[dev,audio]" && python -m pytest tests': Check(
         "skip", "installs into a new venv (network) then the whole suite, which CI runs itself"
@@ -328,6 +332,7 @@ def workdir(sandbox: Sandbox, tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(sandbox.template, work, symlinks=True)
     monkeypatch.chdir(work)
     monkeypatch.setenv("RLNF_CACHE", str(sandbox.cache))
+    monkeypatch.setenv("RLNF_TRACEBACK", "1")  # rlnf's errors propagate (not `error:` + exit 2): the test sees them
     return work
 
 

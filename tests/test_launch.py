@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from process_group import run_process_group
 
+from rlnf.errors import LaunchError
 from rlnf.launch import SlurmEnvError, build_launch_command, check_world_size, expand_nodelist, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,12 @@ TWO_NODES_RANK1 = {
 
 
 def _flags(command: list[str]) -> dict[str, str]:
-    """`--flag value` pairs of an accelerate command (up to the script)."""
+    """`--flag value` pairs of an accelerate command (up to the script); `--quiet` (no value) maps to ""."""
     flags, i = {}, 2
     while i < len(command) and command[i].startswith("--"):
+        if command[i] == "--quiet":
+            flags[command[i]], i = "", i + 1
+            continue
         flags[command[i]] = command[i + 1]
         i += 2
     return flags
@@ -47,6 +51,7 @@ def test_command_for_two_nodes_of_four_gpus_rank1() -> None:
     )
     assert command[:2] == ["accelerate", "launch"]
     flags = _flags(command)
+    assert "--quiet" in flags  # a failed worker: its error and one summary, no launcher traceback
     assert flags["--config_file"] == "accelerate_configs/multi_gpu.yaml"
     assert flags["--num_machines"] == "2"
     assert flags["--num_processes"] == "8"
@@ -372,6 +377,8 @@ def test_check_world_size() -> None:
     check_world_size(2, {"WORLD_SIZE": "2"})  # a real 2-process world
     check_world_size(1, {"WORLD_SIZE": "1"})
     with pytest.raises(RuntimeError, match=r"started 2 processes \(WORLD_SIZE=2\).*world of 1.*ACCELERATE_USE_CPU=1"):
+        check_world_size(1, {"WORLD_SIZE": "2"})
+    with pytest.raises(LaunchError):  # a user error: `error: ...`, no traceback (rlnf.errors.run_main)
         check_world_size(1, {"WORLD_SIZE": "2"})
 
 

@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..errors import RlnfUserError
+
 ASSETS = Path(__file__).parent
 DEMO = "demo"
 DEMO_CTC = "demo-ctc"  # the shipped CTC policy (a tiny Parakeet), for `--model_name_or_path demo-ctc`
@@ -27,7 +29,7 @@ DEMO_ALIASES = {DEMO_CTC: "ctc_policy", DEMO_TDT: "tdt_policy"}
 _TRUE = ("1", "true", "yes", "on")
 
 
-class ModelNotAvailableError(FileNotFoundError):
+class ModelNotAvailableError(RlnfUserError, FileNotFoundError):
     """A model path is neither ``demo``, a local folder, nor a hub id that can be fetched now."""
 
 

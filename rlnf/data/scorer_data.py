@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..audio import audio_key, load_audio
+from ..errors import RlnfUserError
 
 if TYPE_CHECKING:
     import datasets
@@ -60,7 +61,7 @@ _SCORE_SCALES = (100.0, 1.0)
 _MAX_PROBLEMS_SHOWN = 5
 
 
-class ScorerDatasetError(ValueError):
+class ScorerDatasetError(RlnfUserError, ValueError):
     """A scorer dataset that would fail (or silently mislead) training; the message names rows and columns."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import RlnfUserError
+
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILE = "spiece.model"
@@ -27,7 +29,7 @@ CONVERT_PICKLE = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RlnfUserError, ValueError):
     """A reward-model checkpoint that exists but cannot be loaded as it is (never loaded half-random)."""
 
 

@@ -35,6 +35,7 @@ from trl.models import unwrap_model_for_generation
 
 from ..audio import audio_key, group_by_clip, load_audio
 from ..data.loading import check_columns as shared_check
+from ..errors import RlnfUserError
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
 from ..policies.same_function import use_fixed_statistics_and_no_dropout
 from .asr_eval import error_rates
@@ -45,7 +46,7 @@ ROW_ID_COLUMN = "__rlnf_row__"  # map-style datasets: the row index, only to nam
 DECODE_ERRORS = (ValueError, OSError, RuntimeError, TypeError, EOFError)
 
 
-class UndecodableAudioError(ValueError):
+class UndecodableAudioError(RlnfUserError, ValueError):
     """An audio item that cannot be decoded; the message names the dataset row."""
 
 
