@@ -77,7 +77,7 @@ class Check:
 # one key. Examples without an entry run as typed (shell commands: the recipes with SHRINK's flags).
 EXAMPLES: dict[str, Check] = {
     # ------------------------------------------------------------------------------------------- README.md
-    "pip install -e . && rlnf grpo": Check(
+    "pip install -e . && accelerate launch recipes/grpo_asr.py": Check(
         "skip", "installs into a new venv (network) then the 10-min demo; the demo's command is run below, shrunk"
     ),
     "rlnf grpo --max_steps 20": Check("parse", "the demo (minutes): the verb's recipe parses the flags"),
