@@ -634,14 +634,19 @@ def test_each_policy_is_reported_alone_and_a_held_out_policy_never_trains(monkey
     corpus = {name: split for name in ("sft_train", "sft_validation", "test")}
     monkeypatch.setattr(demo_corpus, "load_demo_corpus", lambda cache_dir=None: corpus)
 
-    def fake_rows(asr, policy, **kwargs):  # each policy's "samples": its name, so rows are traceable
-        return score_hypotheses(asr, [[policy]] * len(asr), kind=scorer_data.policy_kind(policy))
+    def fake_rows(asr, policy, *, temperature, **kwargs):  # each policy's "samples": its name, so rows are traceable
+        return score_hypotheses(asr, [[policy]] * len(asr), kind=scorer_data.policy_kind(policy), rate=temperature)
 
     monkeypatch.setattr(scorer_data, "policy_scorer_rows", fake_rows)
-    data = scorer_data.demo_scorer_dataset(policies=["demo", "demo-ctc"], holdout_policy="demo-ctc", cache_dir="x")
+    data = scorer_data.demo_scorer_dataset(
+        policies=["demo", "demo-ctc"], holdout_policy="demo-ctc", policy_train_temperatures=[1.0, 1.5], cache_dir="x"
+    )
     assert set(data["train"]["kind"]) >= {"policy:demo"} and "policy:demo-ctc" not in data["train"]["kind"]
+    train_rates = [r for k, r in zip(data["train"]["kind"], data["train"]["rate"]) if k == "policy:demo"]
+    assert sorted(train_rates) == [1.0] * 3 + [1.5] * 3  # training rows at every train temperature
     for name in ("test", "target_test"):
         assert data[name]["kind"].count("policy:demo-ctc") == 3 and data[name]["kind"].count("policy:demo") == 3
+        assert {r for k, r in zip(data[name]["kind"], data[name]["rate"]) if k.startswith("policy")} == {1.0}
     with pytest.raises(ValueError, match="holdout_policy 'demo-tdt' is not one of"):
         scorer_data.demo_scorer_dataset(policies=["demo"], holdout_policy="demo-tdt", cache_dir="x")
 

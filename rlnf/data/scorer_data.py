@@ -367,6 +367,7 @@ def demo_scorer_dataset(
     holdout_policy: str | None = None,
     policy_samples_per_clip: int = 4,
     policy_temperature: float = 1.0,
+    policy_train_temperatures: Sequence[float] = (),
     cache_dir: str | None = None,
 ) -> datasets.DatasetDict:
     """Splits ``train`` (source-domain ``sft_train``), ``test`` (source ``sft_validation``) and ``target_test``
@@ -376,6 +377,9 @@ def demo_scorer_dataset(
     the builder's defaults, so reports stay comparable across runs. Every split also holds each of ``policies``'
     samples (``policy_samples_per_clip`` per clip at ``policy_temperature``; held-out splits sampled with fixed
     seeds), except ``holdout_policy``'s, which only the held-out splits hold (a policy the model never saw).
+    ``policy_train_temperatures`` (default: ``policy_temperature`` alone) samples ``train`` at each of them: a
+    strong policy's samples at temperature 1 are mostly perfect, hotter ones show its errors; the held-out
+    splits keep ``policy_temperature``.
     """
     import datasets
 
@@ -395,19 +399,21 @@ def demo_scorer_dataset(
              "label_noise": label_noise} if name == "train" else {}
         )  # fmt: skip
         parts = [make_scorer_dataset(corpus[source], seed=split_seed, **options)]
+        temperatures = (policy_train_temperatures or [policy_temperature]) if name == "train" else [policy_temperature]
         for policy in policies:
             if name == "train" and policy == holdout_policy:
                 continue
-            parts.append(
-                policy_scorer_rows(
-                    corpus[source],
-                    policy,
-                    samples_per_clip=policy_samples_per_clip,
-                    temperature=policy_temperature,
-                    seed=split_seed,
-                    cache_dir=folder,
-                )  # fmt: skip
-            )
+            for temperature in temperatures:
+                parts.append(
+                    policy_scorer_rows(
+                        corpus[source],
+                        policy,
+                        samples_per_clip=policy_samples_per_clip,
+                        temperature=temperature,
+                        seed=split_seed,
+                        cache_dir=folder,
+                    )  # fmt: skip
+                )
         splits[name] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     return datasets.DatasetDict(splits)
 
@@ -535,7 +541,7 @@ def prepare_splits(args: Any) -> dict[str, Any]:
     ``text_column``, ``score_column``, ``clip_column``, ``score_scale``, ``skip_undecodable_audio``,
     ``max_train_samples``, ``max_eval_samples``, ``seed`` and the demo options (``demo_hypotheses_per_clip``,
     ``demo_mismatch_fraction``, ``demo_label_noise``, ``demo_policies``, ``demo_holdout_policy``,
-    ``demo_policy_samples_per_clip``, ``demo_policy_temperature``).
+    ``demo_policy_samples_per_clip``, ``demo_policy_temperature``, ``demo_policy_train_temperatures``).
     """
     demo_options = {
         "hypotheses_per_clip": args.demo_hypotheses_per_clip, "mismatch_fraction": args.demo_mismatch_fraction,
@@ -543,6 +549,7 @@ def prepare_splits(args: Any) -> dict[str, Any]:
         "holdout_policy": args.demo_holdout_policy,
         "policy_samples_per_clip": args.demo_policy_samples_per_clip,
         "policy_temperature": args.demo_policy_temperature,
+        "policy_train_temperatures": args.demo_policy_train_temperatures,
     }  # fmt: skip
     data = load_scorer_dataset(
         args.dataset_name, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,

@@ -83,6 +83,11 @@ class RewardModelTrainingArguments(TrainingArguments):
     )  # fmt: skip
     demo_policy_samples_per_clip: int = field(default=4, metadata={"help": "demo data: policy samples per clip"})
     demo_policy_temperature: float = field(default=1.0, metadata={"help": "demo data: policy sampling temperature"})
+    demo_policy_train_temperatures: list[float] = field(
+        default_factory=list,
+        metadata={"help": "demo data: sample the TRAINING clips at each of these temperatures (default: "
+                  "demo_policy_temperature); held-out splits keep demo_policy_temperature"},
+    )  # fmt: skip
     model_name_or_path: str | None = field(default=None, metadata={"help": "fine-tune this reward model"})
     processor_path: str | None = field(default=None, metadata={"help": "folder with a saved RewardModelProcessor"})
     tokenizer_path: str | None = field(default=None, metadata={"help": "a SentencePiece .model file"})
