@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-EVAL_KEYS = ("eval_wer", "eval_cer")
+EVAL_KEYS = ("eval_wer", "eval_cer", "eval_watch_wer")  # watch: rlnf.trainers.wer_guard, during training
 
 
 def training_curves_figure(
     log_history: list[dict[str, Any]], reward_key: str = "reward", why_no_wer: str | None = None
 ) -> Any:
     """A matplotlib figure: mean reward per logged step (and each named reward) left, eval WER/CER per
-    evaluation right. An empty right panel says why (``why_no_wer``, or that no evaluation was logged)."""
+    evaluation right (with the watched WER of a reference-free run, to read beside the reward). An empty right panel says why (``why_no_wer``, or that no evaluation was logged)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -127,3 +127,11 @@ def test_the_recipe_watches_carved_clips_and_reports_the_watch(assets, tmp_path,
     caplog.set_level("WARNING")
     grpo_recipe.main([*flags[:-8], "--max_steps", "1", "--output_dir", str(tmp_path / "unwatched")])
     assert any("--wer_watch_clips" in r.getMessage() for r in caplog.records)  # told how to watch
+
+
+def test_the_watched_wer_is_drawn_beside_the_reward():
+    from rlnf.plotting import training_curves_figure
+
+    history = [{"step": 2, "reward": 0.1}, {"step": 2, "eval_watch_wer": 0.4}, {"step": 4, "eval_watch_wer": 0.5}]
+    lines = training_curves_figure(history).axes[1].get_lines()
+    assert [(line.get_label(), list(line.get_ydata())) for line in lines] == [("eval_watch_wer", [0.4, 0.5])]
