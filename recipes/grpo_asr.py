@@ -36,9 +36,10 @@ from rlnf.policies.base import load_policy_model  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
+    apply_reference_free,
     claim_output_dir,
     finish_run,
-    load_train_eval,
+    load_rl_train_eval,
     log_into_output_dir,
     resume_argument,
     run_before,
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         resolve_model_path(script_args.reward_model_path, "reward_model", option="--reward_model_path")
         if use_reward_model else None
     )  # fmt: skip
+    apply_reference_free(script_args, args, main=args.process_index == 0)  # --reference_free: rewards without wer/cer
     check_reference_free(script_args.reward_funcs, args.reference_column)  # before anything is loaded
     identity = {
         "recipe": "grpo_asr", "trainer": trainer_name, "model": model_args.model_name_or_path,
@@ -94,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reference_column": args.reference_column,
     }  # fmt: skip
     claim_output_dir(args.output_dir, identity, resume=resume, main=args.process_index == 0)
-    train, held_out, held_out_name = load_train_eval(
-        script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed
-    )
+    train, held_out, held_out_name = load_rl_train_eval(script_args, args)  # may turn eval WER off: audio only
     train, watch = watch_split(
         train, clips=args.wer_watch_clips, split=args.wer_watch_split, seed=args.seed, audio_column=args.audio_column,
         load_split=lambda name: load_asr_dataset(script_args.dataset_name, script_args.dataset_config)[name],
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, rewards=script_args.reward_funcs, reward_weights=args.reward_weights,
             reward_model=script_args.reward_model_path if use_reward_model else None, steps=trainer.state.global_step,
-            model_type=model.config.model_type,
+            model_type=model.config.model_type, reference_free=args.reference_column is None,
         )  # fmt: skip
         save_card(card, output)
         no_wer = None if args.eval_reference_column else "eval_reference_column is None (no reference transcripts)"

@@ -48,8 +48,11 @@ def _rate(value: Any) -> str:
 
 
 def _rewards_text(rewards: Sequence[str], weights: Sequence[float] | None) -> str:
+    """The rewards that shaped the policy, with their weights; a weight-0 reward was only logged, and says so."""
     weights = list(weights) if weights else [1.0] * len(rewards)
-    return ", ".join(f"`{name}` (weight {weight:g})" for name, weight in zip(rewards, weights))
+    applied = [f"`{name}` (weight {weight:g})" for name, weight in zip(rewards, weights) if weight]
+    logged = [f"`{name}`" for name, weight in zip(rewards, weights) if not weight]
+    return ", ".join(applied) + (f"; logged only (weight 0): {', '.join(logged)}" if logged else "")
 
 
 def asr_model_card(
@@ -68,10 +71,13 @@ def asr_model_card(
     language: str = "bm",
     model_name: str | None = None,
     model_type: str = "whisper",
+    reference_free: bool = False,
 ) -> ModelCard:
     """The card of a speech-recognition policy trained by ``method`` ("GRPO", "RLOO", "PPO", "SFT");
-    ``before``/``after`` hold greedy ``wer``/``cer`` (or ``eval_wer``/``eval_cer``) on ``eval_split``;
-    ``model_type`` (the config's, e.g. "whisper", "parakeet_ctc") is a hub tag."""
+    ``before``/``after`` hold greedy ``wer``/``cer`` (or ``eval_wer``/``eval_cer``) on ``eval_split`` (none: the
+    card says there were no transcripts to measure them on); ``model_type`` (the config's, e.g. "whisper",
+    "parakeet_ctc") is a hub tag; ``reference_free``: trained without the training split's transcripts, which
+    the card says (``rewards`` should then hold only the rewards that applied: no wer/cer)."""
 
     def metric(values: Mapping[str, Any], name: str) -> Any:
         return values.get(name, values.get(f"eval_{name}"))
@@ -110,16 +116,25 @@ def asr_model_card(
     ]  # fmt: skip
     if rewards:
         lines.append(f"- Rewards: {_rewards_text(rewards, reward_weights)}")
+    if reference_free:
+        lines.append("- Transcripts: none used in training (reference-free: the rewards score the audio and the "
+                     "sampled transcript only)")  # fmt: skip
     if reward_model:
         lines.append(f"- Reward model: `{reward_model}`")
     if steps is not None:
         lines.append(f"- Optimizer steps: {steps}")
+    measured = any(metric(values, name) is not None for values in (before, after) for name in ("wer", "cer"))
+    lines += ["", f"## Evaluation (greedy decoding, split `{eval_split}`)", ""]
     lines += [
-        "", f"## Evaluation (greedy decoding, split `{eval_split}`)", "",
         "| | WER | CER |", "|---|---|---|",
         f"| before training | {_rate(metric(before, 'wer'))} | {_rate(metric(before, 'cer'))} |",
-        f"| after training | {_rate(metric(after, 'wer'))} | {_rate(metric(after, 'cer'))} |", "",
-        "## How to transcribe", "",
+        f"| after training | {_rate(metric(after, 'wer'))} | {_rate(metric(after, 'cer'))} |",
+    ] if measured else [
+        "Not measured: the evaluation split has no reference transcripts. Measure the policy on a labelled split "
+        "before trusting it (`rlnf transcribe`, or rlnf's `evaluate_asr`).",
+    ]  # fmt: skip
+    lines += [
+        "", "## How to transcribe", "",
         "```bash", "rlnf transcribe clip.wav other.flac --model PATH_OR_HUB_ID", "```", "",
         "```python", "from transformers import pipeline", "",
         'asr = pipeline("automatic-speech-recognition", model="PATH_OR_HUB_ID")',

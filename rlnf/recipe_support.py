@@ -21,7 +21,7 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments
 
-from .data.loading import load_asr_dataset, train_eval_splits
+from .data.loading import check_columns, load_asr_dataset, train_eval_splits
 
 logger = logging.getLogger(__name__)
 BEFORE_FILE = "eval_before.json"
@@ -91,25 +91,110 @@ def resume_argument(value: str | bool | None) -> str | bool | None:
     return text
 
 
+MIN_HELD_OUT = 20  # fewer held-out clips than this: their WER is noise, warned
+REFERENCE_FREE_HINT = (
+    "Audio without transcripts: pass --reference_free (RL from the reward model alone, with the repetition and "
+    "empty penalties); or name the transcript column with --reference_column NAME"
+)
+_SAME = object()
+
+
 def load_train_eval(
-    script_args: ASRScriptArguments, *, audio_column: str, text_column: str | None, seed: int
+    script_args: ASRScriptArguments,
+    *,
+    audio_column: str,
+    text_column: str | None,
+    seed: int,
+    eval_text_column: str | None | object = _SAME,
+    missing_text_hint: str | None = None,
 ) -> tuple[Any, Any, str]:
     """(train, held_out, held_out_name) from the script arguments: the named splits, or a held-out split carved
     out of the training split by clip when the data has none (its name then says so, for the model card),
-    capped by ``max_eval_samples``."""
-    data = load_asr_dataset(
-        script_args.dataset_name, script_args.dataset_config, audio_column=audio_column, text_column=text_column
-    )
+    capped by ``max_eval_samples``.
+
+    Columns are checked in the two splits used (``text_column`` in the training split, ``eval_text_column``,
+    by default the same, in the held-out one; None: not needed), naming the flag and ``missing_text_hint``.
+    ``script_args.dataset_train_split`` becomes the split trained on (data of one split trains on it whatever
+    the demo YAML's name), so cards and results name it. A held-out split under `MIN_HELD_OUT` clips is warned.
+    """
+    data = load_asr_dataset(script_args.dataset_name, script_args.dataset_config, audio_column=audio_column,
+                            text_column=None)  # fmt: skip
     train, held_out = train_eval_splits(
         data, script_args.dataset_train_split, script_args.dataset_test_split,
         eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column,
     )  # fmt: skip
+    if script_args.dataset_train_split not in data:  # the only split, trained on (train_eval_splits said so)
+        script_args.dataset_train_split = next(iter(data))
+    where = f"dataset {script_args.dataset_name!r} split {script_args.dataset_train_split!r}"
+    check_columns(train, {text_column: "--reference_column"}, where=where, hint=missing_text_hint)
     name = script_args.dataset_test_split
     if name not in data or name == script_args.dataset_train_split:
-        name = f"{len(held_out)} clips held out of the training split (seed {seed})"
+        name = f"{_clips(len(held_out))} held out of the training split (seed {seed})"
     if script_args.max_eval_samples is not None and script_args.max_eval_samples < len(held_out):
         held_out = held_out.select(range(script_args.max_eval_samples))
         name = f"{name}, first {script_args.max_eval_samples} rows"
+    if eval_text_column is not None:
+        column = text_column if eval_text_column is _SAME else eval_text_column
+        flag = "--reference_column" if eval_text_column is _SAME else "--eval_reference_column"
+        check_columns(held_out, {column: flag}, where=f"held-out split ({name})", hint=missing_text_hint)
+    if len(held_out) < MIN_HELD_OUT:
+        logger.warning(
+            "the held-out split (%s) has %s: a WER on so few clips is noise (one clip more or less right moves "
+            "it a lot). Hold out more (--eval_split_size 50) or name a labelled split with --dataset_test_split.",
+            name, _clips(len(held_out)),
+        )  # fmt: skip
+    return train, held_out, name
+
+
+def _clips(count: int) -> str:
+    return f"{count} clip" if count == 1 else f"{count} clips"
+
+
+def apply_reference_free(script_args: Any, args: Any, *, main: bool = True) -> None:
+    """``--reference_free`` (``args.reference_free``): one flag for RL on audio without transcripts. The config
+    already set ``reference_column`` None; here the reward list drops the rewards that need a transcript (their
+    weights too) and gains the repetition and empty penalties (`rlnf.rewards.registry.reference_free_rewards`),
+    said in one line, so the card and ``rlnf_run.json`` list only rewards that apply. Call it before
+    ``check_reference_free``; `load_rl_train_eval` then handles a held-out split without transcripts."""
+    if not getattr(args, "reference_free", False):
+        return
+    from .rewards.registry import reference_free_rewards
+
+    names, weights, dropped = reference_free_rewards(script_args.reward_funcs, args.reward_weights)
+    script_args.reward_funcs, args.reward_weights = names, weights
+    if main:
+        rewards = ", ".join(f"{n} ({w:g})" for n, w in zip(names, weights))
+        without = f"; {', '.join(dropped)} dropped (they need transcripts)" if dropped else ""
+        logger.warning("--reference_free: training on the audio alone, rewards %s%s", rewards, without)
+
+
+def load_rl_train_eval(script_args: Any, args: Any) -> tuple[Any, Any, str]:
+    """`load_train_eval` for the RL recipes, with the columns of their speech config (``args``): transcripts
+    are needed in the training split only for reference-based rewards, and in the held-out split for the WER.
+    With ``--reference_free``, a held-out split without transcripts (audio-only data) gives no WER: said once,
+    here, and ``args.eval_reference_column`` becomes None; without it, the error suggests the flags."""
+    train, held_out, name = load_train_eval(
+        script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed,
+        eval_text_column=None, missing_text_hint=REFERENCE_FREE_HINT,
+    )  # fmt: skip
+    column = args.eval_reference_column
+    columns = getattr(held_out, "column_names", None)
+    if column is None or columns is None or column in columns:
+        return train, held_out, name
+    if not args.reference_free:
+        hint = (
+            "No transcripts to measure WER on: pass --eval_reference_column none (no WER), or --reference_free for "
+            "audio-only data, or name a labelled split with --dataset_test_split"
+        )
+        check_columns(held_out, {column: "--eval_reference_column"}, where=f"held-out split ({name})", hint=hint)
+    if args.process_index == 0:
+        logger.warning(
+            "--reference_free: the held-out split (%s) has no %r column, so no held-out WER/CER is measured, before "
+            "or after training. To measure it, name a labelled split: --dataset_test_split NAME (or --wer_watch_split "
+            "NAME to watch it during training).",
+            name, column,
+        )  # fmt: skip
+    args.eval_reference_column = None
     return train, held_out, name
 
 
@@ -213,11 +298,15 @@ def finish_run(trainer: Any, output_dir: str | os.PathLike, results: dict[str, A
 
 
 __all__ = [
+    "MIN_HELD_OUT",
+    "REFERENCE_FREE_HINT",
+    "apply_reference_free",
     "claim_output_dir",
     "finish_run",
     "ASRModelConfig",
     "ASRScriptArguments",
     "clip_id",
+    "load_rl_train_eval",
     "load_train_eval",
     "log_into_output_dir",
     "resume_argument",

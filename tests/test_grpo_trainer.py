@@ -453,7 +453,8 @@ def test_missing_columns_are_named(tmp_path, policy, audio_dataset):
         )
     with pytest.raises(
         ValueError,
-        match=r"eval_dataset has no column 'text' \(eval_reference_column\); its columns are \['audio', 'sentence'\]$",
+        match=r"eval_dataset has no column 'text' \(eval_reference_column\); its columns are \['audio', 'sentence'\]\. "
+        r"Set eval_reference_column=None for no WER/CER",
     ):
         ASRGRPOTrainer(
             model,

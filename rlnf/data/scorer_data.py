@@ -283,6 +283,11 @@ def sample_transcripts(
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     out: list[list[str]] = []
+    from tqdm.auto import tqdm
+    from transformers.utils.logging import is_progress_bar_enabled
+
+    # minutes of sampling on CPU: a progress bar (off where transformers' progress bars are disabled)
+    bar = tqdm(total=len(audios), desc="sampling transcripts", unit="clip", disable=not is_progress_bar_enabled())
     for start in range(0, len(audios), batch_size):
         chunk = [load_audio(a, rate, index=start + i) for i, a in enumerate(audios[start : start + batch_size])]
         clips = ClipBatch(
@@ -293,6 +298,8 @@ def sample_transcripts(
         out.extend(
             [t.strip() for t in texts[i * samples_per_clip : (i + 1) * samples_per_clip]] for i in range(len(chunk))
         )
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 

@@ -163,5 +163,33 @@ def check_reference_free(names: Sequence[Any], reference_column: str | None) -> 
         raise ValueError(
             f"reward(s) {needing} compare with a reference transcript, but reference_column is None "
             f"(reference-free run): remove them from reward_funcs (rewards that need no transcript: {free}) "
-            "or set reference_column"
+            "or set reference_column. The recipes' --reference_free does this for you (the reward model with the "
+            "repetition and empty penalties)"
         )
+
+
+# A learned reward alone can be gamed by degenerate transcripts; these guard against the known ones (the
+# benchmark's reference-free setting, rm_only, uses them at weight 1).
+REFERENCE_FREE_GUARDS = ("repetition_penalty", "empty_penalty")
+
+
+def reference_free_rewards(
+    names: Sequence[str], weights: Sequence[float] | None = None
+) -> tuple[list[str], list[float], list[str]]:
+    """The rewards of a reference-free run made from a reward list meant for labelled data (the recipes'
+    ``--reference_free``): ``(names, weights, dropped)``, the rewards that need a transcript dropped with their
+    weights, and `REFERENCE_FREE_GUARDS` added at weight 1 unless listed. Refused when nothing that scores the
+    transcript is left (the penalties alone only punish)."""
+    names = list(names)
+    weights = [1.0] * len(names) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(names):
+        raise ValueError(f"got {len(weights)} reward_weights for {len(names)} rewards {names}")
+    kept = [(n, w) for n, w in zip(names, weights) if not (isinstance(n, str) and n in REFERENCE_REWARDS)]
+    dropped = [n for n in names if isinstance(n, str) and n in REFERENCE_REWARDS]
+    if not [n for n, _ in kept if n not in REFERENCE_FREE_GUARDS]:
+        raise ValueError(
+            f"--reference_free leaves no reward that scores a transcript: {names} are all reference-based or "
+            "penalties. Add the learned reward: --reward_funcs reward_model (with --reward_model_path)"
+        )
+    kept += [(guard, 1.0) for guard in REFERENCE_FREE_GUARDS if guard not in names]
+    return [n for n, _ in kept], [w for _, w in kept], dropped

@@ -115,9 +115,10 @@ def _warn_missing_column(reward: str, column: str, kwargs: dict[str, Any]) -> No
     )
 
 
-def _references(kwargs: dict[str, Any], column: str, count: int, reward: str) -> list[str | None]:
-    """The reference column, or ``None`` per row when the dataset has no such column (warned once)."""
-    if column not in kwargs:
+def _references(kwargs: dict[str, Any], column: str | None, count: int, reward: str) -> list[str | None]:
+    """The reference column, or ``None`` per row when the dataset has no such column (warned once; not when the
+    column is None: a reference-free run, where the penalties judge the transcript alone, as meant)."""
+    if column is not None and column not in kwargs:
         _warn_missing_column(reward, column, kwargs)
     references = kwargs.get(column)
     if references is None:

@@ -80,7 +80,7 @@ class ASRGRPOConfig(SpeechConfigMixin, GRPOConfig):
         try:
             super().__post_init__()
         except ValueError as error:
-            if "generations" not in str(error):
+            if "generations" not in str(error) or "divisible" not in str(error):  # e.g. num_generations < 2
                 raise
             raise ValueError(
                 f"{error} Each clip is sampled num_generations={self.num_generations} times and a batch must hold "

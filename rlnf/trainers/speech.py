@@ -19,6 +19,7 @@ The algorithm's subclass overrides TRL's private methods and calls these.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ import torch
 from accelerate.utils import gather_object
 from datasets import Dataset, IterableDataset
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import AutoProcessor
 from transformers.trainer_utils import EvalLoopOutput
 from trl.models import unwrap_model_for_generation
@@ -39,6 +41,7 @@ from ..errors import RlnfUserError
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
 from ..policies.same_function import use_fixed_statistics_and_no_dropout
 from .asr_eval import error_rates
+from .console import RepetitionWarning, use_compact_console
 from .trl_compat import distributed_backend, is_async_callable, profiling_context
 from .wer_guard import WATCH, WERWatch
 
@@ -70,8 +73,37 @@ def check_columns(
     the one column check: the message names the option and lists the columns)."""
     check = dict(where=name, hidden=(ROW_ID_COLUMN,))
     shared_check(columns, {audio_column: "audio_column"}, **check)
-    hint = "Set reference_column=None for reference-free training" if reference_field == "reference_column" else None
-    shared_check(columns, {reference_column: reference_field}, hint=hint, **check)
+    shared_check(columns, {reference_column: reference_field}, hint=_MISSING_REFERENCE_HINTS[reference_field], **check)
+
+
+_MISSING_REFERENCE_HINTS = {
+    "reference_column": "Set reference_column=None for reference-free training on audio without transcripts (or "
+    "reference_free=True; in the recipes --reference_free, which also picks rewards that need no transcript), or "
+    "name the transcript column with reference_column",
+    "eval_reference_column": "Set eval_reference_column=None for no WER/CER on a split without transcripts (in the "
+    "recipes --eval_reference_column none; --reference_free does it for such a split), or name the transcript "
+    "column with eval_reference_column",
+}
+
+
+def check_report_to(args: Any) -> None:
+    """``report_to`` TensorBoard without its package: transformers says "install tensorboardX" deep in the
+    Trainer; say what to install before anything is loaded."""
+    report_to = args.report_to if isinstance(args.report_to, (list, tuple)) else [args.report_to]
+    if "tensorboard" not in report_to and "all" not in report_to:
+        return
+    for module in ("tensorboard", "tensorboardX"):
+        try:
+            importlib.import_module(module)
+            return
+        except ImportError:
+            continue
+    if "all" in report_to:  # transformers' "all" means the installed integrations only
+        return
+    raise ImportError(
+        "report_to tensorboard needs the tensorboard package: `pip install tensorboard` (or choose another "
+        "--report_to: none, trackio, wandb ...)"
+    )
 
 
 def resolve_reward_names(reward_funcs: Any, args: Any) -> Any:
@@ -191,6 +223,7 @@ class SpeechTrainerMixin:
 
     def _setup_speech(self, model: Any, processing_class: Any, args: Any, peft_config: Any) -> tuple[Any, Any]:
         """Load the model if it is a path, pick its policy family, check options: ``(model, processor)``."""
+        check_report_to(args)
         name = model if isinstance(model, str) else None
         if isinstance(model, str):
             kwargs = dict(args.model_init_kwargs or {})
@@ -239,6 +272,9 @@ class SpeechTrainerMixin:
         self._asr_eval_dataset: Any = None
         self._deferred_hooks: list | None = None
         self.policy.prepare_model(self.model)
+        use_compact_console(self)  # one short line per log, not the whole dict over the progress bar
+        if isinstance(self.train_dataset, Dataset):
+            self.add_callback(RepetitionWarning(len(self.train_dataset)))
         for model in (self.model, getattr(self, "ref_model", None), getattr(self, "value_model", None)):
             if model is not None:
                 use_fixed_statistics_and_no_dropout(model)
@@ -461,29 +497,34 @@ class SpeechTrainerMixin:
             )
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         audio_col, ref_col = self.args.audio_column, self.args.eval_reference_column
-        waveforms, references, missing = [], [], []
-        for position, row in enumerate(dataset):
-            if position % world != rank:
-                continue
-            if row[ref_col] is None:
-                missing.append(row.get(ROW_ID_COLUMN, position))
-                continue
-            waveform = self._load_clip(row[audio_col], row.get(ROW_ID_COLUMN, position))
-            if waveform is not None:
-                waveforms.append(waveform)
-                references.append(row[ref_col])
+        batch = self.args.per_device_eval_batch_size
+        mine = [(position, row) for position, row in enumerate(dataset) if position % world == rank]
+        waveforms, references, hypotheses, missing = [], [], [], []
+        # decoded and transcribed batch by batch (the same batches as one call would make), under a progress bar:
+        # the recipes' evaluations before and after training take minutes on CPU
+        bar = tqdm(total=len(mine), desc="greedy WER/CER", unit="clip", leave=False, disable=self._no_progress_bar())
         with (
             unwrap_model_for_generation(
                 self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
             ) as unwrapped,
             self.accelerator.autocast(),
         ):
-            hypotheses = self.policy.transcribe(
-                unwrapped,
-                waveforms,
-                batch_size=self.args.per_device_eval_batch_size,
-                max_new_tokens=self.args.eval_max_new_tokens or self.args.max_completion_length,
-            )
+            for done, (position, row) in enumerate(mine, start=1):
+                if row[ref_col] is None:
+                    missing.append(row.get(ROW_ID_COLUMN, position))
+                elif (waveform := self._load_clip(row[audio_col], row.get(ROW_ID_COLUMN, position))) is not None:
+                    waveforms.append(waveform)
+                    references.append(row[ref_col])
+                if len(waveforms) == batch or (done == len(mine) and waveforms):
+                    hypotheses += self.policy.transcribe(
+                        unwrapped,
+                        waveforms,
+                        batch_size=batch,
+                        max_new_tokens=self.args.eval_max_new_tokens or self.args.max_completion_length,
+                    )
+                    waveforms = []
+                bar.update(1)
+        bar.close()
         pairs = gather_object(list(zip(references, hypotheses, strict=True)))
         missing = gather_object(missing)
         if missing:
@@ -495,7 +536,21 @@ class SpeechTrainerMixin:
         rates = error_rates([r for r, _ in pairs], [h for _, h in pairs], self.args.eval_normalizer)
         return {**rates, "num_samples": len(pairs)}
 
+    def _no_progress_bar(self) -> bool:
+        return bool(self.args.disable_tqdm) or not self.accelerator.is_main_process
+
     # ---- saving: the full processor (feature extractor too), so a checkpoint reloads ---------------
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """Resuming: a tied weight (Whisper's ``proj_out.weight`` is the token embedding) is not in the checkpoint
+        because saving drops the copy; transformers would warn it "missing". Only keys that are not tied are."""
+        missing = list(load_result.missing_keys)
+        tied = _tied_parameter_names(self.model)
+        untied = [key for key in missing if key not in tied]
+        if len(untied) < len(missing):
+            self.model.tie_weights()
+            load_result = type(load_result)(missing_keys=untied, unexpected_keys=list(load_result.unexpected_keys))
+        super()._issue_warnings_after_load(load_result)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
@@ -509,6 +564,14 @@ _FSDP_EVAL = (
     "generate() calls (a hang). Train with eval_strategy='no' and evaluate the saved policy in one process, or "
     "use DDP / DeepSpeed ZeRO-2 / ZeRO-3 (see docs/scaling.md)."
 )
+
+
+def _tied_parameter_names(model: nn.Module) -> set[str]:
+    """Names of parameters that are one tensor under several names (tied weights), every name of each."""
+    names: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(parameter), []).append(name)
+    return {name for group in names.values() if len(group) > 1 for name in group}
 
 
 def _load_processor(model: Any, name: str | None) -> Any:
@@ -552,6 +615,7 @@ __all__ = [
     "SpeechTrainerMixin",
     "UndecodableAudioError",
     "check_columns",
+    "check_report_to",
     "guard_reward",
     "resolve_reward_names",
 ]

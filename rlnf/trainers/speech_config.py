@@ -167,11 +167,23 @@ class SpeechConfigMixin:
         },
     )
 
+    # ---- audio without transcripts, in one flag (rlnf.recipe_support.apply_reference_free) -----------
+    reference_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on audio without transcripts, from the learned reward: sets reference_column None. The "
+            "recipes also drop wer/cer from reward_funcs (adding repetition_penalty and empty_penalty), and "
+            "measure held-out WER only where the held-out split has transcripts (saying so at start otherwise)."
+        },
+    )
+
     def _check_speech_fields(self) -> None:
         for name in _NULLABLE:  # the CLI gives strings
             value = getattr(self, name)
             if isinstance(value, str) and value.lower() in ("none", "null", ""):
                 setattr(self, name, None)
+        if self.reference_free:
+            self.reference_column = None
         if self.pad_features_to not in ("model", "longest") and not str(self.pad_features_to).endswith("s"):
             raise ValueError(
                 f"pad_features_to must be 'model', 'longest' or a duration like '30s', got {self.pad_features_to!r}"

@@ -155,6 +155,24 @@ class TRLSpeechTrainerMixin(SpeechTrainerMixin):
         with self._clips_from(inputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL prints (and writes to ``completions/``) the completions table at every log call: an empty table for
+        an evaluation without sampled rewards (the recipes' "before", at step 0) and the last step's table again
+        with the end-of-training summary. Here the table goes out once per logged training step."""
+        fresh = self.model.training and "loss" in logs and self.state.global_step != self._completions_logged_at
+        if not self.log_completions or fresh:
+            if self.log_completions:
+                self._completions_logged_at = self.state.global_step
+            super().log(logs, start_time)
+            return
+        self.log_completions = False
+        try:
+            super().log(logs, start_time)
+        finally:
+            self.log_completions = True
+
+    _completions_logged_at: int | None = None  # the global step whose completions table went out last
+
     def _calculate_rewards(self, inputs: list, prompts: list, completions: list, completion_ids_list: list) -> Any:
         """TRL's reward loop; errors name the reward and step; skipped clips never reach a reward function."""
         with self._guarded_rewards(len(prompts)):

@@ -1,0 +1,318 @@
+"""A new user's second trial (issue 21): audio-only data in one flag, progress one can see, small-data warnings and
+the smaller frictions (card wording, hints that do not apply, tensorboard, completions tables, tied weights).
+Tiny settings: a tiny random Whisper, a tiny reward model, 8 clips in tmp_path; each recipe run a few seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import soundfile as sf
+from conftest import TEXTS, synthetic_clip
+
+from rlnf.policies.tiny_whisper import build_tiny_whisper
+from rlnf.testing import tiny_reward_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"frictions_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+grpo_recipe = _load_recipe("grpo_asr")
+PENALTIES = "`reward_model` (weight 1), `repetition_penalty` (weight 1), `empty_penalty` (weight 1)"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """8 clips as two CSVs (one split): ``labelled.csv`` (audio, text) and ``audio_only.csv`` (audio); a tiny
+    policy and a tiny reward model."""
+    root = tmp_path_factory.mktemp("friction_assets")
+    (root / "clips").mkdir()
+    labelled, audio_only = ["audio,text"], ["audio"]
+    for i in range(8):
+        sf.write(root / "clips" / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), 16000)
+        labelled.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
+        audio_only.append(f"clips/c{i}.wav")
+    (root / "labelled.csv").write_text("\n".join(labelled) + "\n", encoding="utf-8")
+    (root / "audio_only.csv").write_text("\n".join(audio_only) + "\n", encoding="utf-8")
+    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
+                       max_source_positions=50, max_target_positions=32)  # fmt: skip
+    tiny_reward_model(root / "reward")
+    return {"root": root, "policy": root / "policy", "reward": root / "reward"}
+
+
+def flags(assets: dict[str, Path], data: str, output: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(assets["policy"]), "--reward_model_path", str(assets["reward"]),
+        "--dataset_name", str(assets["root"] / data), "--eval_split_size", "2", "--output_dir", str(output),
+        "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
+        "--max_completion_length", "6", "--eval_max_new_tokens", "6", "--logging_steps", "1",
+        "--eval_strategy", "no", "--save_strategy", "no", "--dataloader_num_workers", "0", *extra,
+    ]  # fmt: skip
+
+
+def parse(argv: list[str]):
+    from trl import TrlParser
+
+    from rlnf import ASRGRPOConfig
+    from rlnf.recipe_support import ASRModelConfig, with_base_config
+
+    parser = TrlParser((grpo_recipe.GRPOScriptArguments, ASRGRPOConfig, ASRModelConfig))
+    return parser.parse_args_and_config(args=with_base_config(argv, grpo_recipe.DEMO_CONFIG))
+
+
+# ----------------------------------------------------------------------------------------------- (a) audio only
+def test_audio_only_data_trains_reference_free_with_one_flag(assets, tmp_path: Path, caplog, capsys) -> None:
+    out = tmp_path / "audio-only"
+    argv = flags(assets, "audio_only.csv", out, "--reference_free", "--eval_split_size", "1")
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = grpo_recipe.main(argv)  # the demo YAML's reward_model + wer, the demo's rl_train split name
+    # the penalties judge the transcript alone here, as meant: no "applies to no completion" warning about it
+    assert not [w for w in caught if "applies to no completion" in str(w.message)]
+    assert results["global_steps"] == 2
+    assert results["eval_before"] == {"eval_wer": None, "eval_cer": None}  # no transcripts to measure on
+    messages = [r.getMessage() for r in caplog.records]
+    said = [m for m in messages if "no held-out WER/CER is measured" in m]
+    assert len(said) == 1 and "has no 'text' column" in said[0]  # one clear statement at start
+    assert any(
+        "rewards reward_model (1), repetition_penalty (1), empty_penalty (1); wer dropped" in m for m in messages
+    )
+    assert any("has 1 clip: a WER on so few clips is noise" in m for m in messages)  # (c) tiny held-out set
+
+    card = (out / "README.md").read_text()
+    rewards = next(line for line in card.splitlines() if line.startswith("- Rewards:"))
+    assert rewards == f"- Rewards: {PENALTIES}"  # only the rewards that applied: no `wer`
+    assert "none used in training (reference-free" in card and "Not measured: the evaluation split has no" in card
+    assert "training split `train`" in card and "rl_train" not in card  # the split trained on, not the YAML's
+    assert "evaluation split `1 clip held out of the training split (seed 0)`" in card  # not "1 clips"
+    run = json.loads((out / "rlnf_run.json").read_text())
+    assert run["reward_funcs"] == ["reward_model", "repetition_penalty", "empty_penalty"]
+    assert run["reference_column"] is None
+
+    # (b) one compact console line per log, not transformers' whole dict
+    stdout = capsys.readouterr().out
+    assert "step 1/2 | loss " in stdout and "| reward " in stdout
+    assert "'grad_norm'" not in stdout and "'completions/mean_length'" not in stdout
+
+
+def test_audio_only_data_without_the_flag_names_the_flags(assets, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"has no column 'text' \(--reference_column\).*pass --reference_free"):
+        grpo_recipe.main(flags(assets, "audio_only.csv", tmp_path / "refused"))
+
+
+def test_reference_free_on_labelled_data_keeps_the_held_out_wer(assets, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The held-out split has transcripts: WER before and after, under a progress bar; --log_completions writes
+    one table per logged training step (no empty step-0 table, no second copy of the last step)."""
+    import pandas as pd
+
+    from rlnf.trainers import console
+
+    monkeypatch.setattr(console, "MAX_EPOCHS", 0)  # (c) every run here is "heavy repetition"
+    out = tmp_path / "labelled"
+    argv = flags(
+        assets, "labelled.csv", out, "--reference_free", "--log_completions", "true", "--disable_tqdm", "false"
+    )
+    logging.getLogger("rlnf.trainers.console").addHandler(handler := _ListHandler())
+    try:
+        results = grpo_recipe.main(argv)
+    finally:
+        logging.getLogger("rlnf.trainers.console").removeHandler(handler)
+    assert isinstance(results["eval_before"]["eval_wer"], float) and isinstance(
+        results["eval_after"]["eval_wer"], float
+    )
+    card = (out / "README.md").read_text()
+    assert f"- Rewards: {PENALTIES}" in card and "| after training |" in card
+    captured = capsys.readouterr()
+    assert "greedy WER/CER" in captured.err  # the before/after evaluations' progress bar
+    tables = sorted(out.glob("completions/completions_*.parquet"))
+    assert [p.name for p in tables] == ["completions_00001.parquet", "completions_00002.parquet"]
+    assert all(len(pd.read_parquet(p)) for p in tables)
+    printed = [line for line in captured.out.splitlines() if " Step " in line]
+    assert len(printed) == 2 and "Step 1" in printed[0] and "Step 2" in printed[1]
+    assert any("epochs over 6 training clips (2 steps)" in m for m in handler.messages)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_held_out_split_without_transcripts_suggests_the_flags(assets, tmp_path: Path) -> None:
+    """Labelled training split, audio-only test split: without --reference_free the error says what to pass;
+    with it, no WER (eval_reference_column None)."""
+    from datasets import Dataset, DatasetDict
+
+    from rlnf.recipe_support import apply_reference_free, load_rl_train_eval
+
+    paths = [str(assets["root"] / "clips" / f"c{i}.wav") for i in range(8)]
+    data = DatasetDict({
+        "train": Dataset.from_dict({"audio": paths[:6], "text": [TEXTS[i % 4] for i in range(6)]}),
+        "test": Dataset.from_dict({"audio": paths[6:]}),
+    })  # fmt: skip
+    data.save_to_disk(tmp_path / "mixed")
+    base = ["--dataset_name", str(tmp_path / "mixed"), "--dataset_train_split", "train"]
+    script, args, _ = parse(base)
+    with pytest.raises(ValueError, match=r"no column 'text' \(--eval_reference_column\).*--eval_reference_column none"):
+        load_rl_train_eval(script, args)
+    script, args, _ = parse([*base, "--reference_free"])
+    apply_reference_free(script, args)
+    train, held_out, name = load_rl_train_eval(script, args)
+    assert (len(train), len(held_out), name) == (6, 2, "test")
+    assert args.reference_column is None and args.eval_reference_column is None
+    assert script.reward_funcs == ["reward_model", "repetition_penalty", "empty_penalty"]
+    assert args.reward_weights == [1.0, 1.0, 1.0]
+
+
+def test_reference_free_needs_a_reward_that_scores_transcripts() -> None:
+    from rlnf.rewards.registry import reference_free_rewards
+
+    assert reference_free_rewards(["reward_model", "cer", "empty_penalty"], [0.5, 2.0, 0.1]) == (
+        ["reward_model", "empty_penalty", "repetition_penalty"], [0.5, 0.1, 1.0], ["cer"]
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="leaves no reward that scores a transcript"):
+        reference_free_rewards(["wer", "repetition_penalty"])
+
+
+def test_card_lists_weight_zero_rewards_as_logged_only() -> None:
+    from rlnf.model_cards import asr_model_card
+
+    card = asr_model_card(method="GRPO", base_model=None, dataset="demo", eval_split="test", before={}, after={},
+                          rewards=["reward_model", "wer"], reward_weights=[1.0, 0.0])  # fmt: skip
+    assert "- Rewards: `reward_model` (weight 1); logged only (weight 0): `wer`" in card.text
+
+
+# ----------------------------------------------------------------------------------------------- (b) progress
+def test_compact_line_has_the_numbers_worth_reading() -> None:
+    from rlnf.trainers.console import compact_line
+
+    grpo = {"loss": 0.0123, "grad_norm": 1.5, "reward": 0.51234, "reward_std": 0.1, "kl": 0.00041, "epoch": 0.1}
+    assert compact_line(grpo, 5, 750) == "step 5/750 | loss 0.0123 | reward 0.5123 | kl 0.00041"
+    ppo = {"loss": 0.3, "objective/scores": 0.4, "objective/kl": 0.1, "loss/policy": 0.2}
+    assert compact_line(ppo, 3, 10) == "step 3/10 | loss 0.3 | reward 0.4 | kl 0.1"
+    assert compact_line({"eval_wer": 0.55, "eval_cer": 0.3, "eval_runtime": 3.0}, 0) == "step 0 | wer 0.55 | cer 0.3"
+    assert compact_line({"eval_runtime": 0.1, "eval_samples_per_second": 9.0, "epoch": 0}, 0) is None  # nothing to say
+
+
+def test_sampling_transcripts_shows_a_progress_bar(assets, capsys) -> None:
+    from transformers import AutoProcessor, WhisperForConditionalGeneration
+
+    from rlnf.data.scorer_data import sample_transcripts
+
+    model = WhisperForConditionalGeneration.from_pretrained(assets["policy"])
+    processor = AutoProcessor.from_pretrained(assets["policy"])
+    clips = [synthetic_clip(0.7, 200.0, seed=s) for s in range(3)]
+    samples = sample_transcripts(model, processor, clips, samples_per_clip=2, batch_size=2, max_new_tokens=4)
+    assert len(samples) == 3
+    err = capsys.readouterr().err
+    assert "sampling transcripts" in err and "3/3" in err
+
+
+def test_evaluate_asr_shows_a_progress_bar_and_the_same_numbers(assets, capsys) -> None:
+    from datasets import Dataset
+    from transformers import AutoProcessor, WhisperForConditionalGeneration
+
+    from rlnf.trainers.asr_eval import evaluate_asr
+
+    model = WhisperForConditionalGeneration.from_pretrained(assets["policy"])
+    processor = AutoProcessor.from_pretrained(assets["policy"])
+    rows = Dataset.from_dict({"audio": [str(assets["root"] / "clips" / f"c{i}.wav") for i in range(5)],
+                              "text": [TEXTS[i % 4] for i in range(5)]})  # fmt: skip
+    shown = evaluate_asr(model, processor, rows, batch_size=2, max_new_tokens=4, progress=True)
+    assert "greedy WER/CER" in capsys.readouterr().err
+    quiet = evaluate_asr(model, processor, rows, batch_size=5, max_new_tokens=4, progress=False)
+    assert "greedy WER/CER" not in capsys.readouterr().err
+    assert shown["hypotheses"] == quiet["hypotheses"] and shown["wer"] == quiet["wer"]
+
+
+def test_training_curves_have_loss_and_kl_panels_for_grpo_and_ppo() -> None:
+    from rlnf.plotting import training_curves_figure
+
+    def labels(figure, panel: int) -> list[str]:
+        return [line.get_label() for line in figure.axes[panel].get_lines()]
+
+    grpo = [{"step": 1, "loss": 0.1, "reward": 0.2, "kl": 0.01}, {"step": 2, "loss": 0.0, "reward": 0.3, "kl": 0.02}]
+    figure = training_curves_figure(grpo)
+    assert (labels(figure, 0), labels(figure, 2), labels(figure, 3)) == (["reward"], ["loss"], ["kl"])
+    ppo = [{"step": 1, "loss": 0.3, "loss/policy": 0.1, "loss/value": 0.2, "objective/scores": 0.4,
+            "objective/kl": 0.05}]  # fmt: skip
+    figure = training_curves_figure(ppo)
+    assert labels(figure, 0) == ["objective/scores"] and labels(figure, 3) == ["objective/kl"]
+    assert labels(figure, 2) == ["loss", "loss/policy", "loss/value"]
+    empty = training_curves_figure([{"step": 1, "reward": 0.2}])
+    assert "beta = 0" in empty.axes[3].texts[0].get_text()  # an empty panel says why
+
+
+# ----------------------------------------------------------------------------------------------- (c) small data
+def test_repetition_warning_names_the_numbers(caplog) -> None:
+    from rlnf.trainers.console import RepetitionWarning
+
+    state = SimpleNamespace(is_world_process_zero=True, num_train_epochs=375, max_steps=750)
+    with caplog.at_level(logging.WARNING, logger="rlnf.trainers.console"):
+        RepetitionWarning(11).on_train_begin(None, state, None)
+        RepetitionWarning(1000).on_train_begin(None, SimpleNamespace(**{**vars(state), "num_train_epochs": 3}), None)
+    assert [r.getMessage()[:47] for r in caplog.records] == ["375 epochs over 11 training clips (750 steps): "]
+
+
+# ----------------------------------------------------------------------------------------------- (d) smaller list
+def test_num_generations_1_gets_no_batch_multiple_hint(tmp_path: Path) -> None:
+    from rlnf import ASRGRPOConfig
+
+    with pytest.raises(ValueError, match="at least 2 generations") as error:
+        ASRGRPOConfig(output_dir=str(tmp_path), num_generations=1, per_device_train_batch_size=4, use_cpu=True)
+    assert "multiple of num_generations" not in str(error.value)
+    with pytest.raises(ValueError, match="multiple of num_generations"):  # where it applies, the hint stays
+        ASRGRPOConfig(output_dir=str(tmp_path), num_generations=3, per_device_train_batch_size=4, use_cpu=True)
+
+
+def test_report_to_tensorboard_without_the_package_says_what_to_install(assets, tmp_path, monkeypatch) -> None:
+    for module in ("tensorboard", "tensorboardX"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"`pip install tensorboard`"):
+        grpo_recipe.main(flags(assets, "labelled.csv", tmp_path / "tb", "--report_to", "tensorboard"))
+
+
+def test_resume_does_not_warn_about_a_tied_weight(assets) -> None:
+    """Saving drops Whisper's ``proj_out.weight`` (the token embedding, tied); loading that checkpoint must not warn
+    it "missing". A missing weight that is not tied still warns."""
+    from transformers import Trainer, WhisperForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    from rlnf.trainers.speech import SpeechTrainerMixin
+
+    class Loader(SpeechTrainerMixin, Trainer):
+        pass
+
+    model = WhisperForConditionalGeneration.from_pretrained(assets["policy"])
+    assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
+    loader = object.__new__(Loader)
+    loader.model = model
+    weights = model.state_dict()
+    handler = _ListHandler()
+    hf_logging.get_logger("transformers.trainer").addHandler(handler)
+    try:
+        without = {k: v for k, v in weights.items() if k != "proj_out.weight"}
+        loader._issue_warnings_after_load(model.load_state_dict(without, False))
+        assert handler.messages == []
+        untied = "model.encoder.layer_norm.weight"
+        without = {k: v for k, v in weights.items() if k != untied}
+        loader._issue_warnings_after_load(model.load_state_dict(without, False))
+        assert len(handler.messages) == 1 and untied in handler.messages[0] and "proj_out" not in handler.messages[0]
+    finally:
+        hf_logging.get_logger("transformers.trainer").removeHandler(handler)
