@@ -316,3 +316,41 @@ def test_resume_does_not_warn_about_a_tied_weight(assets) -> None:
         assert len(handler.messages) == 1 and untied in handler.messages[0] and "proj_out" not in handler.messages[0]
     finally:
         hf_logging.get_logger("transformers.trainer").removeHandler(handler)
+
+
+WORLD_SCRIPT = """\
+import json, os, sys
+from transformers import TrainingArguments
+args = TrainingArguments(output_dir=sys.argv[1], use_cpu=True, report_to="none")
+print(json.dumps({"world": args.world_size, "rank": args.process_index, "launched": os.environ.get("WORLD_SIZE")}))
+"""
+
+
+def test_two_cpu_processes_as_docs_scaling_says(tmp_path: Path) -> None:
+    """docs/scaling.md, accelerate 1.16 on a machine without GPUs: the 2-process config with ``use_cpu: true`` (the
+    demo YAMLs') gives one world of 2 WITHOUT ``ACCELERATE_USE_CPU``; ``--num_processes 2`` without a config file
+    starts a single process."""
+    import os
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU-only launch behaviour")
+    script = tmp_path / "world.py"
+    script.write_text(WORLD_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env["OMP_NUM_THREADS"] = "1"
+
+    def launch(*options: str) -> list[dict]:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "-q", *options, str(script), str(tmp_path)]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return sorted((json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")), key=str)
+
+    config = str(ROOT / "accelerate_configs" / "cpu_2proc.yaml")
+    assert launch("--config_file", config) == [
+        {"world": 2, "rank": 0, "launched": "2"},
+        {"world": 2, "rank": 1, "launched": "2"},
+    ]
+    assert launch("--num_processes", "2") == [{"world": 1, "rank": 0, "launched": None}]
