@@ -217,8 +217,16 @@ def test_sampling_transcripts_shows_a_progress_bar(assets, capsys) -> None:
 
     model = WhisperForConditionalGeneration.from_pretrained(assets["policy"])
     processor = AutoProcessor.from_pretrained(assets["policy"])
+    from transformers.utils import logging as hf_logging
+
     clips = [synthetic_clip(0.7, 200.0, seed=s) for s in range(3)]
-    samples = sample_transcripts(model, processor, clips, samples_per_clip=2, batch_size=2, max_new_tokens=4)
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # global state another test (e.g. `rlnf score`) may have switched off
+    try:
+        samples = sample_transcripts(model, processor, clips, samples_per_clip=2, batch_size=2, max_new_tokens=4)
+    finally:
+        if not was_enabled:
+            hf_logging.disable_progress_bar()
     assert len(samples) == 3
     err = capsys.readouterr().err
     assert "sampling transcripts" in err and "3/3" in err
