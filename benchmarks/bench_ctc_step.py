@@ -13,9 +13,19 @@ as at G = 8. That is the cost the figure compares.
 
     python benchmarks/bench_ctc_step.py                       # 2 clips/step, 10 s, G = 8 vs 1
     python benchmarks/bench_ctc_step.py --steps 2 --threads 2
+    python benchmarks/bench_ctc_step.py --policy demo-tdt --steps 2 --warmup 1 --threads 1   # the TDT demo
+    python benchmarks/bench_ctc_step.py --score-memory --threads 1   # TDT scoring pass: 8 x 30 s, 1,024 tokens
 
 Prints one JSON line: seconds per step of both settings, their ratio, peak RSS (and CUDA peak) of each, model
 forwards per step and their batch sizes, and the mean transcript length.
+
+``--score-memory`` measures the TDT family's scoring pass instead (`TDTPolicy.log_probs`, what the reference
+and policy passes run): G rows of ONE 30 s clip (T = 375 frames at 80 ms), transcripts of 100 labels, a
+1,024-token vocabulary plus the blank, durations 0-4, a 640-wide prediction network and joint (soloni's
+sizes) on a tiny encoder; forward only (no grad) and forward + backward, at G = 8 and G = 1, each in its own
+process. The figure is the peak resident memory above what the process held before the pass (``VmHWM`` reset
+through ``/proc/self/clear_refs``; CUDA: ``max_memory_allocated``), next to the size of the full
+``[T, U+1, V+D]`` float32 logits lattice of one sample.
 """
 
 from __future__ import annotations
@@ -167,10 +177,99 @@ def run_one(generations: int, opts: argparse.Namespace) -> dict:
     return result
 
 
+def score_memory(rows: int, backward: bool, opts: argparse.Namespace) -> dict:
+    """Peak memory and time of one TDT scoring pass over ``rows`` samples of one 30 s clip (module docstring)."""
+    import numpy as np
+    import torch
+
+    from rlnf.policies.base import ClipBatch, PolicyOptions, policy_for
+    from rlnf.policies.tiny_ctc import bambara_parakeet_tokenizer
+    from rlnf.policies.transducer import tiny_parakeet_tdt
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = bambara_parakeet_tokenizer([chr(0x4E00 + i) for i in range(opts.vocab - 2)])  # + <unk>, word start
+    model, processor = tiny_parakeet_tdt(
+        tokenizer, hidden_size=64, num_mel_bins=80, decoder_hidden_size=640, max_symbols_per_step=10
+    )
+    model.to(device).train()
+    policy = policy_for(model, processor, PolicyOptions(max_completion_length=None))
+    policy.configure_sampling({"temperature": 1.0})
+    audio = np.random.default_rng(0).standard_normal(int(opts.seconds * 16000)).astype(np.float32) * 0.1
+    clips = ClipBatch(policy.clip_inputs([audio], device, torch.float32), torch.zeros(rows, dtype=torch.long))
+    labels = torch.randint(0, policy.blank, (rows, opts.labels), generator=torch.Generator().manual_seed(0))
+    ids = torch.cat([labels, torch.full((rows, 1), policy.blank)], dim=1).to(device)
+    mask = torch.ones_like(ids)
+    frames = int(policy.frames(model, clips)[0])
+
+    def rss_kib(field: str) -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = rss_kib("VmRSS") * 1024
+    start = time.perf_counter()
+    with torch.set_grad_enabled(backward):
+        logps, _ = policy.log_probs(model, clips, ids, mask, ids.size(1))
+        if backward:
+            logps.sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        peak = rss_kib("VmHWM") * 1024 - before
+    outputs = policy.vocab_size + len(policy.durations)
+    return {
+        "rows": rows,
+        "backward": backward,
+        "seconds": time.perf_counter() - start,
+        "peak_extra_gib": peak / 2**30,
+        "frames": frames,
+        "labels": opts.labels,
+        "outputs": outputs,
+        "full_lattice_gib_per_row": 4 * frames * (opts.labels + 1) * outputs / 2**30,
+        "finite": bool(torch.isfinite(logps).all()),
+        "device": device.type,
+    }
+
+
+def run_score_memory(opts: argparse.Namespace) -> None:
+    results = []
+    for rows, backward in ((8, False), (8, True), (1, False), (1, True)):
+        child = [sys.executable, str(Path(__file__).resolve()), "--score-memory-child", f"{rows},{int(backward)}",
+                 *sys.argv[1:]]  # fmt: skip
+        done = subprocess.run(child, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-4000:])
+            raise SystemExit(f"score-memory run {rows} rows, backward={backward} failed ({done.returncode})")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first = results[0]
+    print(json.dumps({
+        "benchmark": "tdt_scoring_pass_memory",
+        "setting": f"one {opts.seconds:g} s clip (T = {first['frames']} frames), {opts.labels}-label transcripts, "
+                   f"{first['outputs']} joint outputs (vocabulary + blank + 5 durations), prediction network and "
+                   "joint 640 wide, tiny encoder",
+        "device": first["device"],
+        "torch_threads": opts.threads or "default",
+        "full_lattice_gib_per_row": round(first["full_lattice_gib_per_row"], 3),
+        "peak_extra_gib": {f"{r['rows']} row{'s' * (r['rows'] > 1)}, {'forward + backward' if r['backward'] else 'forward'}":
+                           round(r["peak_extra_gib"], 3) for r in results},
+        "seconds": {f"{r['rows']} row{'s' * (r['rows'] > 1)}, {'forward + backward' if r['backward'] else 'forward'}":
+                    round(r["seconds"], 2) for r in results},
+        "all_finite": all(r["finite"] for r in results),
+    }))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=2, help="unique clips per step")
-    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--seconds", type=float, help="clip length (default 10; --score-memory: 30)")
     parser.add_argument("--generations", type=int, default=8, help="G of the grouped run (compared with G = 1)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps")
@@ -182,7 +281,21 @@ def main() -> None:
     parser.add_argument("--policy", choices=["wav2vec2-base", "demo-tdt"], default="wav2vec2-base",
                         help="the CTC wav2vec2-base shape (random) or the shipped demo TDT policy")  # fmt: skip
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--score-memory", action="store_true",
+                        help="measure the TDT scoring pass (8 x 30 s, 1,024 tokens) instead of the step")  # fmt: skip
+    parser.add_argument("--vocab", type=int, default=1024, help="--score-memory: tokens, not counting the blank")
+    parser.add_argument("--labels", type=int, default=100, help="--score-memory: labels per transcript")
+    parser.add_argument("--score-memory-child", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    opts.seconds = opts.seconds or (30.0 if opts.score_memory or opts.score_memory_child else 10.0)
+
+    if opts.score_memory_child:
+        rows, backward = opts.score_memory_child.split(",")
+        print(json.dumps(score_memory(int(rows), bool(int(backward)), opts)), flush=True)
+        return
+    if opts.score_memory:
+        run_score_memory(opts)
+        return
 
     if opts.child is not None:  # child process: one setting, result as the last stdout line
         print(json.dumps(run_one(opts.child, opts)), flush=True)

@@ -345,10 +345,14 @@ def test_the_encoder_runs_once_per_clip_in_sampling_and_scoring(bambara):
             hook.remove()
 
 
-def test_scoring_gradients_equal_the_full_lattice_and_reach_every_part(bambara):
-    """The scoring pass (one model forward, the joint's inputs captured, each row's lattice checkpointed) gives
-    the same log-probs and gradients as the same reduction computed clip by clip and row by row with plain
-    autograd (no hook, no checkpoint); gradients reach the encoder, projector, prediction network and joint."""
+@pytest.mark.parametrize("budget", ["checkpoint-every-row", "keep-two-rows", "default"])
+def test_scoring_gradients_equal_the_full_lattice_and_reach_every_part(bambara, budget, monkeypatch):
+    """The scoring pass (one model forward, the joint's inputs captured, each row's lattice kept for backward or
+    checkpointed, per the pass's memory budget) gives the same log-probs and gradients as the same reduction
+    computed clip by clip and row by row with plain autograd (no hook, no checkpoint); gradients reach the
+    encoder, projector, prediction network and joint."""
+    import rlnf.policies.transducer as transducer
+
     model, processor = bambara
     model = copy.deepcopy(model)
     use_fixed_statistics_and_no_dropout(model)  # as the trainer does: BatchNorm on running statistics
@@ -359,7 +363,19 @@ def test_scoring_gradients_equal_the_full_lattice_and_reach_every_part(bambara):
     policy.generator = torch.Generator().manual_seed(1)
     completions = policy.sample(model, clips)
     completions[1] = [7, 3, 7, policy.blank]
+    checkpointed: list[int] = []
+
+    def counted_checkpoint(*args, **kwargs):
+        checkpointed.append(1)
+        return torch.utils.checkpoint.checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(transducer, "checkpoint", counted_checkpoint)
+    if budget != "default":  # 4 rows, 2 per clip (the default budget holds them all)
+        frames, hidden = policy.frames(model, clips).tolist(), model.config.decoder_hidden_size
+        first_two = sum(transducer.kept_lattice_bytes(frames[0], len(c), hidden, model.joint) for c in completions[:2])
+        policy.lattice_budget = 0 if budget == "checkpoint-every-row" else first_two
     scores = sequence_scores(policy, model, clips, completions)
+    assert len(checkpointed) == {"checkpoint-every-row": 4, "keep-two-rows": 2, "default": 0}[budget]
     scores.sum().backward()
     captured = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()

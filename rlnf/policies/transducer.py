@@ -38,17 +38,19 @@ training-time regularisers (``sigma``, ``omega``) never enter: they are not log-
   distribution: a forward algorithm over states ``(t, u, k)`` with exactly the masks above. The model runs ONE
   ordinary forward per chunk (``model(input_features, attention_mask, decoder_input_ids)``: encoder once per
   clip, prediction network once per row, inside the trainer's autograd, so DDP sees one forward; FSDP is
-  untested); a pre-hook on the joint
-  takes its two inputs and computes, row by row under activation checkpointing, the joint lattice
+  untested); a pre-hook on the joint takes its two inputs and computes, row by row, the joint lattice
   ``[T, U+1, V+D]`` reduced to what the forward algorithm reads (blank and next-label log-probs, duration
   logits). Memory: ONE row's lattice at a time (about ``T x (U+1) x (2 (V + D) + 2 decoder_hidden)`` floats
-  while its joint runs, freed after, recomputed in backward) plus, per row, the reduced terms and the forward
-  algorithm's states kept for backward (about 35 floats per ``(t, u)`` cell with ``D = 5``, ``M = 10``), where a
-  TDT-loss style pass holds ``[rows, T, U+1, V+D]`` logits and their log-softmax for the whole chunk. Measured on
-  CPU for 8 rows of one 30 s clip (``T = 375``, ``U = 100``, ``V = 1025``, ``D = 5``, decoder_hidden 640, tiny
-  encoder): peak 0.52 GB in the forward and 1.2 GB with backward (0.49 / 1.1 GB for 1 row), against about
-  0.55 GB per row forward and 0.86 GB per row with backward for the full lattice; the price is one more joint
-  forward per row in backward.
+  while its joint runs), plus, per row, the reduced terms and the forward algorithm's states kept for backward
+  (a few dozen floats per ``(t, u)`` cell with ``D = 5``, ``M = 10``); what autograd keeps of the lattices
+  themselves is bounded per pass (`JointCapture`: rows past 256 MB are checkpointed and recomputed in backward),
+  where a TDT-loss style pass holds ``[rows, T, U+1, V+D]`` logits and their log-softmax for the whole chunk.
+  Measured on CPU for one 30 s clip (``T = 375``, ``U = 100``, 1,024 tokens + blank, ``D = 5``, decoder_hidden
+  640, tiny encoder; ``python benchmarks/bench_ctc_step.py --score-memory --threads 1``): peak 0.31 GiB above
+  the model for 8 rows forward only and 1.15 GiB with backward (1 row: 0.31 / 1.02 GiB); the full lattice's logits
+  alone are 0.145 GiB per row.
+  Cost: the joint lattice is ``T x (U+1) x H x (V+D)`` multiply-adds per row and pass, which G multiplies (each
+  sample has its own label states); it is most of a TDT step's G-proportional time.
   ``log p(y|x)`` is spread evenly over the completion's tokens, as the CTC family does, so sequence-level
   ratios are GSPO's length-normalised ones.
 * greedy evaluation: transformers' own ``generate`` (greedy, durations by argmax) on a COPY of the model's
@@ -158,7 +160,8 @@ class TDTRules:
 
 def masked_log_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``log_softmax`` over the ``valid`` entries of the last dim; invalid entries are `NEG` (probability 0)."""
-    return torch.log_softmax(logits.masked_fill(~valid, NEG), dim=-1).masked_fill(~valid, NEG)
+    masked = logits.masked_fill(~valid, NEG)  # (x - logsumexp: 1.5x faster than log_softmax over a last dim of ~5)
+    return (masked - torch.logsumexp(masked, dim=-1, keepdim=True)).masked_fill(~valid, NEG)
 
 
 def valid_durations(
@@ -240,33 +243,38 @@ def forward_log_probs(
     log_any = masked_log_softmax(scaled, valid_durations(durations, frames_left, True)[:, :, None, :])
     zero = rules.zero_index
     chain_length = rules.max_symbols_per_step if zero is not None else 0
+    moves = [i for i, d in enumerate(rules.durations) if d > 0]  # the arcs into later frames
+    lag = {rules.durations[i]: j for j, i in enumerate(moves)}
+    # Per-frame views cut ONCE (unbind's backward is one stack; indexing ``x[:, t]`` inside the loop would cost a
+    # zero tensor of x's full size per use in backward: quadratic in T). The arcs of all moving durations are
+    # computed together, ``[rows, U+1, len(moves)]`` per frame.
+    blank_at, label_at = blank_lp.unbind(1), label_lp.unbind(1)
+    advance_at = log_advance[..., moves].unbind(1)
+    any_at = log_any[..., moves].unbind(1)
+    climb_at = (label_lp + log_any[..., zero]).unbind(1) if chain_length else None
 
     impossible = blank_lp.new_full((rows, states), NEG)
     start = torch.cat([blank_lp.new_zeros((rows, 1)), blank_lp.new_full((rows, states - 1), NEG)], dim=1)
-    arrivals: list[list[torch.Tensor]] = [[] for _ in range(steps + max(rules.durations) + 1)]
-    arrivals[0].append(start)
+    leaving: list[tuple[torch.Tensor, ...]] = []  # leaving[t][j]: mass leaving frame t by duration moves[j]
     totals: list[torch.Tensor] = []  # mass arriving at each frame (k = 0), t = 0..T
-    for t in range(steps):
-        here = _logsumexp(arrivals[t]) if arrivals[t] else impossible
+    for t in range(steps + 1):
+        incoming = [leaving[t - d][j] for d, j in lag.items() if t - d >= 0]  # every arc in has d >= 1
+        here = start if t == 0 else _logsumexp(incoming)
         totals.append(here)
+        if t == steps:
+            break
         chain = [here]  # chain[k]: k zero-duration labels emitted at this frame
-        if chain_length:
-            climb = label_lp[:, t] + log_any[:, t, :, zero]
-            for _ in range(chain_length):
-                chain.append(_shift_up(chain[-1] + climb))
-        below_cap = _logsumexp(chain[:-1]) if len(chain) > 1 else impossible
+        for _ in range(chain_length):
+            chain.append(_shift_up(chain[-1] + climb_at[t]))
         at_cap = chain[-1]
-        every = _logsumexp(chain)
-        for i, d in enumerate(rules.durations):
-            if d == 0:
-                continue
-            blank_arc = every + blank_lp[:, t] + log_advance[:, t, :, i]
-            label_arc = label_lp[:, t] + torch.logaddexp(
-                below_cap + log_any[:, t, :, i], at_cap + log_advance[:, t, :, i]
-            )
-            arrivals[t + d].append(blank_arc)
-            arrivals[t + d].append(_shift_up(label_arc))
-    totals.append(_logsumexp(arrivals[steps]) if arrivals[steps] else impossible)
+        below_cap = _logsumexp(chain[:-1]) if chain_length else impossible
+        every = torch.logaddexp(below_cap, at_cap) if chain_length else here
+        blank_arcs = (every + blank_at[t])[..., None] + advance_at[t]
+        label_arcs = label_at[t][..., None] + torch.logaddexp(
+            below_cap[..., None] + any_at[t], at_cap[..., None] + advance_at[t]
+        )
+        shifted = torch.cat([label_arcs.new_full((rows, 1, len(moves)), NEG), label_arcs[:, :-1]], dim=1)
+        leaving.append(torch.logaddexp(blank_arcs, shifted).unbind(-1))
     final = torch.stack(totals, dim=1)  # [rows, T + 1, U + 1]
     result = final[torch.arange(rows, device=device), frames.clamp(max=steps), lengths.clamp(max=states - 1)]
     impossible_rows = (result < _IMPOSSIBLE) | (lengths > states - 1)
@@ -295,7 +303,9 @@ def lattice_terms(
     vocab = rules.vocab_size
     logits = joint(decoder_hidden_states=decoder_states[None], encoder_hidden_states=encoder_states[:, None])
     steps, states = logits.shape[:2]
-    scaled = logits[..., :vocab].float() / rules.temperature
+    scaled = logits[..., :vocab].float()
+    if rules.temperature != 1.0:
+        scaled = scaled / rules.temperature
     normaliser = torch.logsumexp(scaled, dim=-1)  # [T, U+1]
     blank_lp = scaled[..., rules.blank] - normaliser
     label_lp = torch.full_like(blank_lp, NEG)
@@ -416,16 +426,29 @@ def greedy_generation_config(model: nn.Module) -> GenerationConfig:
 # --------------------------------------------------------------------------------------------------
 
 
+KEPT_LATTICE_BYTES = 256 * 2**20  # what one scoring pass may keep of its rows' lattices for backward
+
+
+def kept_lattice_bytes(steps: int, states: int, hidden: int, joint: nn.Module) -> int:
+    """About what autograd keeps of one row's ``[T, U+1]`` lattice without checkpointing (float32): the joint's
+    activations ``[T, U+1, H]`` and the logits with the scaled token logits ``[T, U+1, V+D]``."""
+    return 4 * steps * states * (hidden + 2 * int(joint.head.out_features))
+
+
 class JointCapture:
     """A pre-hook on the joint network for ONE model forward (``model(input_features, attention_mask,
     decoder_input_ids)``).
 
     ``ParakeetForTDT.forward`` runs the encoder and ``encoder_projector`` on the clips (``[clips, T, H]``) and the
     prediction network on the rows (``[rows, U + 1, H]``), then would broadcast them into the full joint lattice.
-    The hook takes the two inputs, computes each row's `lattice_terms` against its own clip (under activation
-    checkpointing when gradients are on: one row's lattice in memory at a time, recomputed in backward), keeps
-    the results, and hands the joint a ``[1, 1, 1, H]`` slice so the forward's own lattice is a single cell. It
-    fires once (the checkpoint's recomputation calls the joint again, with 3-d inputs, and passes through)."""
+    The hook takes the two inputs, computes each row's `lattice_terms` against its own clip, keeps the results,
+    and hands the joint a ``[1, 1, 1, H]`` slice so the forward's own lattice is a single cell. It fires once (a
+    row's own joint call, and a checkpoint's recomputation, pass 3-d inputs and go through).
+
+    With gradients on, rows keep what autograd saves of their lattice (`kept_lattice_bytes`) while the pass's
+    total stays within ``budget`` bytes; later rows run under activation checkpointing (one row's lattice in
+    memory at a time, recomputed in backward: one more joint forward per row). Small lattices (the demo's) thus
+    skip the recomputation; 30 s clips with a 1,024-token vocabulary (~0.4 GB per row) are all checkpointed."""
 
     def __init__(
         self,
@@ -435,9 +458,11 @@ class JointCapture:
         labels: Sequence[Sequence[int]],
         rules: TDTRules,
         entropy: bool,
+        budget: int = KEPT_LATTICE_BYTES,
     ):
         self.joint, self.clip_of_row, self.frames = joint, clip_of_row.tolist(), frames.tolist()
         self.labels, self.rules, self.entropy = labels, rules, entropy
+        self.budget, self.kept_bytes, self.checkpointed = budget, 0, 0
         self.armed = True
         self.terms: list[tuple[torch.Tensor, ...]] | None = None
         self.handle = joint.register_forward_pre_hook(self._take, with_kwargs=True)
@@ -448,9 +473,14 @@ class JointCapture:
         def terms(encoder: torch.Tensor, decoder: torch.Tensor) -> tuple:
             return lattice_terms(self.joint, encoder, decoder, labels, self.rules, self.entropy)
 
-        if torch.is_grad_enabled():
-            return checkpoint(terms, encoder_states, decoder_states, use_reentrant=False)
-        return terms(encoder_states, decoder_states)
+        if not torch.is_grad_enabled():
+            return terms(encoder_states, decoder_states)
+        cost = kept_lattice_bytes(len(encoder_states), len(decoder_states), encoder_states.shape[-1], self.joint)
+        if self.kept_bytes + cost <= self.budget:
+            self.kept_bytes += cost
+            return terms(encoder_states, decoder_states)
+        self.checkpointed += 1
+        return checkpoint(terms, encoder_states, decoder_states, use_reentrant=False)
 
     def _take(self, _module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
         encoder = kwargs.get("encoder_hidden_states")
@@ -581,6 +611,7 @@ class TDTPolicy(SpeechPolicy):
         self.generation_kwargs: dict[str, Any] = {}
         self.greedy_config = greedy_generation_config(base)
         self.generator: torch.Generator | None = None  # tests may fix one; TRL seeds the global generator
+        self.lattice_budget = KEPT_LATTICE_BYTES  # per scoring pass, see JointCapture (0: checkpoint every row)
 
     def _rules(self, temperature: float) -> TDTRules:
         return TDTRules(
@@ -751,6 +782,7 @@ class TDTPolicy(SpeechPolicy):
         labels = self.completion_labels(batch.input_ids[:, -keep:], completion_mask)
         core = peft_base(extract_model_from_parallel(model))
         rules = self.rules
+        budget = [self.lattice_budget]  # for the whole pass: its chunks' kept lattices all wait for one backward
 
         def score(rows: torch.Tensor, chunk: ClipBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
             row_labels = [labels[r] for r in rows.tolist()]
@@ -761,7 +793,7 @@ class TDTPolicy(SpeechPolicy):
             )
             frames = self.frames(core, chunk)
             capture = JointCapture(
-                core.joint, chunk.clip_of_row, frames, row_labels, rules, entropy=batch.compute_entropy
+                core.joint, chunk.clip_of_row, frames, row_labels, rules, batch.compute_entropy, budget[0]
             )
             try:  # the hook is only needed during this forward (the checkpoint's recomputation bypasses it)
                 model(
@@ -771,6 +803,7 @@ class TDTPolicy(SpeechPolicy):
                 )
             finally:
                 capture.remove()
+            budget[0] -= capture.kept_bytes
             frames_of_row = frames.index_select(0, chunk.clip_of_row)
             terms = capture.padded(int(frames.max()), width + 1)
             lengths = torch.tensor([len(y) for y in row_labels], device=device)
