@@ -61,3 +61,47 @@ def wav_dataset(tmp_path, audio_rows):
         sf.write(path, row["audio"]["array"], SAMPLING_RATE, subtype="PCM_16")
         paths.append(str(path))
     return Dataset.from_dict({"audio": paths, "text": [row["text"] for row in audio_rows]})
+
+
+# ------------------------------------------------------------------------------------------------ GRPO tests
+def clip_dataset(clips: int = 4):
+    """``clips`` rows of 0.8, 1.0, 1.2 ... s tones with the `TEXTS` transcripts (repeated past 4)."""
+    from datasets import Dataset
+
+    rows = [
+        {"audio": {"array": synthetic_clip(0.8 + 0.2 * i, 180.0 + 70 * i, seed=i), "sampling_rate": SAMPLING_RATE},
+         "text": text}
+        for i, text in enumerate((TEXTS * clips)[:clips])
+    ]  # fmt: skip
+    return Dataset.from_list(rows)
+
+
+def grpo_args(tmp_path, **overrides):
+    """A tiny `ASRGRPOConfig` for CPU tests: 2 clips x G = 4 per step, 2 steps, lr 1e-2, sequence-level ratios
+    (``loss_type="grpo"``) and KL to a reference (beta 0.04); ``overrides`` win."""
+    from rlnf.trainers import ASRGRPOConfig
+
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        dataloader_num_workers=0,
+        eval_normalizer="none",
+        importance_sampling_level="sequence",
+        loss_type="grpo",
+        beta=0.04,
+    )
+    values.update(overrides)
+    return ASRGRPOConfig(**values)
+
+
+def length_reward(completions, text, **kwargs):
+    """Closeness of the transcript's length to the reference's (varies even for a random policy)."""
+    return [-abs(len(hyp) - len(ref)) / len(ref) for hyp, ref in zip(completions, text, strict=True)]

@@ -5,6 +5,7 @@ collapse and decoding rules, bad input, and ASRGRPOTrainer on tiny random wav2ve
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -12,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS, synthetic_clip
-from datasets import Dataset
+from conftest import clip_dataset, grpo_args, length_reward, synthetic_clip
 
 from rlnf.policies.base import ClipBatch, PolicyOptions, policy_for
 from rlnf.policies.ctc import (
@@ -27,7 +27,7 @@ from rlnf.policies.ctc import (
     sequence_log_probs,
 )
 from rlnf.policies.tiny_ctc import bambara_ctc_tokenizer, tiny_parakeet_ctc, tiny_wav2vec2_ctc
-from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+from rlnf.trainers import ASRGRPOTrainer
 
 G = 4
 CLIPS_PER_STEP = 2
@@ -403,7 +403,7 @@ def test_sampling_filters_and_training_randomness_are_refused(built, tmp_path):
                 model=noisy,
                 reward_funcs=[length_reward],
                 args=make_args(tmp_path),
-                train_dataset=dataset(),
+                train_dataset=clip_dataset(),
                 processing_class=processor,
             )
     with pytest.raises(ValueError, match="cast_lm_head_to_fp32=True is not supported for CTC policies"):
@@ -411,7 +411,7 @@ def test_sampling_filters_and_training_randomness_are_refused(built, tmp_path):
             model=copy.deepcopy(model),
             reward_funcs=[length_reward],
             args=make_args(tmp_path, cast_lm_head_to_fp32=True),
-            train_dataset=dataset(),
+            train_dataset=clip_dataset(),
             processing_class=processor,
         )
 
@@ -439,39 +439,7 @@ def test_policy_for_picks_the_ctc_family(built, tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def dataset() -> Dataset:
-    rows = [
-        {"audio": {"array": synthetic_clip(0.8 + 0.2 * i, 180.0 + 70 * i, seed=i), "sampling_rate": 16000}, "text": t}
-        for i, t in enumerate(TEXTS)
-    ]
-    return Dataset.from_list(rows)
-
-
-def make_args(tmp_path, **overrides) -> ASRGRPOConfig:
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=G * CLIPS_PER_STEP,
-        per_device_eval_batch_size=G,
-        num_generations=G,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=0,
-        eval_normalizer="none",
-        dataloader_num_workers=0,
-        importance_sampling_level="sequence",
-        loss_type="grpo",
-        beta=0.04,
-    )
-    values.update(overrides)
-    return ASRGRPOConfig(**values)
-
-
-def length_reward(completions, text, **kwargs):
-    """Closeness of the transcript's length to the reference's (varies even for a random policy)."""
-    return [-abs(len(hyp) - len(ref)) / len(ref) for hyp, ref in zip(completions, text, strict=True)]
+make_args = functools.partial(grpo_args, per_device_eval_batch_size=G)  # evaluation: one group per batch
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -503,7 +471,7 @@ def test_grpo_step_loss_equals_a_hand_computation(built, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     records = recorded_losses(trainer)
@@ -550,7 +518,7 @@ def test_one_forward_per_clip_per_pass(name, built, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path, max_steps=1),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     policy_calls: list[int] = []
@@ -574,7 +542,7 @@ def test_full_fine_tuning_keeps_the_feature_encoder_frozen(name, built, tmp_path
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     before = snapshot(trainer.model)
@@ -593,7 +561,7 @@ def test_the_feature_encoder_trains_when_asked(built, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path, freeze_feature_encoder=False),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     before = snapshot(trainer.model)
@@ -609,7 +577,7 @@ def test_lora_trains_only_the_adapter_weights(built, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
     )
@@ -622,7 +590,7 @@ def test_lora_trains_only_the_adapter_weights(built, tmp_path):
             model=copy.deepcopy(model),
             reward_funcs=[length_reward],
             args=make_args(tmp_path),
-            train_dataset=dataset(),
+            train_dataset=clip_dataset(),
             processing_class=processor,
             peft_config=LoraConfig(r=4, target_modules=["q_proj"], task_type="SEQ_CLS"),
         )
@@ -634,7 +602,7 @@ def test_mms_adapter_only_training_changes_only_adapters_and_head(tmp_path):
         model=model,
         reward_funcs=[length_reward],
         args=make_args(tmp_path, freeze_encoder=True),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     adapters = {n for n in trainer.model._get_adapters()}
@@ -656,8 +624,8 @@ def test_two_steps_with_the_reward_model_and_wer(built, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[reward, "wer"],
         args=make_args(tmp_path),
-        train_dataset=dataset(),
-        eval_dataset=dataset(),
+        train_dataset=clip_dataset(),
+        eval_dataset=clip_dataset(),
         processing_class=processor,
     )
     trainer.train()

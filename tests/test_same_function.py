@@ -10,8 +10,7 @@ import copy
 
 import pytest
 import torch
-from conftest import TEXTS, synthetic_clip
-from datasets import Dataset
+from conftest import clip_dataset, grpo_args, length_reward
 
 from rlnf.assets import resolve_demo_path
 from rlnf.policies.base import ClipBatch
@@ -22,38 +21,10 @@ from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer, ASRPPOConfig, ASRRLOOCo
 CPU = torch.device("cpu")
 
 
-def dataset(clips: int = 4) -> Dataset:
-    rows = [
-        {"audio": {"array": synthetic_clip(0.9 + 0.3 * i, 150.0 + 60 * i, seed=i), "sampling_rate": 16000}, "text": t}
-        for i, t in enumerate((TEXTS * clips)[:clips])
-    ]
-    return Dataset.from_list(rows)
-
-
-def length_reward(completions, text, **kwargs):
-    return [-abs(len(hyp) - len(ref)) / len(ref) for hyp, ref in zip(completions, text, strict=True)]
-
-
 def lr_zero_args(tmp_path, **overrides) -> ASRGRPOConfig:
-    values = dict(  # the CTC demo YAML's batch shape: 2 clips x 8 samples, sequence-level ratios, KL to a reference
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=16,
-        num_generations=8,
-        steps_per_generation=2,
-        max_steps=2,
-        learning_rate=0.0,
-        beta=0.04,
-        loss_type="grpo",
-        importance_sampling_level="sequence",
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        dataloader_num_workers=0,
-    )
-    values.update(overrides)
-    return ASRGRPOConfig(**values)
+    """The CTC demo YAML's batch shape: 2 clips x 8 samples, two optimizer steps per generation, lr 0."""
+    shape = dict(per_device_train_batch_size=16, num_generations=8, steps_per_generation=2, learning_rate=0.0)
+    return grpo_args(tmp_path, **{**shape, **overrides})
 
 
 def run_at_lr_zero(model, processor, tmp_path) -> tuple[ASRGRPOTrainer, list[dict], list[float]]:
@@ -63,7 +34,7 @@ def run_at_lr_zero(model, processor, tmp_path) -> tuple[ASRGRPOTrainer, list[dic
         model=model,
         reward_funcs=[length_reward],
         args=lr_zero_args(tmp_path),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     gaps: list[float] = []

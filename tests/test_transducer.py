@@ -13,8 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TEXTS, synthetic_clip
-from datasets import Dataset
+from conftest import clip_dataset, grpo_args, length_reward, synthetic_clip
 from scipy.stats import chisquare
 
 import rlnf.policies.transducer  # noqa: F401  (importing registers the family)
@@ -30,7 +29,7 @@ from rlnf.policies.transducer import (
     tiny_parakeet_tdt,
     token_log_probs,
 )
-from rlnf.trainers import ASRGRPOConfig, ASRGRPOTrainer
+from rlnf.trainers import ASRGRPOTrainer
 
 CPU = torch.device("cpu")
 G = 4
@@ -521,38 +520,7 @@ def test_sampling_filters_training_randomness_and_vocabularies_are_refused(bamba
 # --------------------------------------------------------------------------------------------------
 
 
-def dataset(clips: int = 4) -> Dataset:
-    rows = [
-        {"audio": {"array": synthetic_clip(0.8 + 0.2 * i, 180.0 + 70 * i, seed=i), "sampling_rate": 16000}, "text": t}
-        for i, t in enumerate((TEXTS * clips)[:clips])
-    ]
-    return Dataset.from_list(rows)
-
-
-def make_args(tmp_path, **overrides) -> ASRGRPOConfig:
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=G * CLIPS_PER_STEP,
-        num_generations=G,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        dataloader_num_workers=0,
-        max_completion_length=16,
-        importance_sampling_level="sequence",
-        loss_type="grpo",
-        beta=0.04,
-    )
-    values.update(overrides)
-    return ASRGRPOConfig(**values)
-
-
-def length_reward(completions, text, **kwargs):
-    return [-abs(len(hyp) - len(ref)) / len(ref) for hyp, ref in zip(completions, text, strict=True)]
+make_args = functools.partial(grpo_args, max_completion_length=16)  # at most 15 labels
 
 
 def test_grpo_steps_loss_equals_a_hand_computation(bambara, tmp_path):
@@ -561,7 +529,7 @@ def test_grpo_steps_loss_equals_a_hand_computation(bambara, tmp_path):
         model=copy.deepcopy(model),
         reward_funcs=[length_reward],
         args=make_args(tmp_path),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     records: list[dict] = []
@@ -615,7 +583,7 @@ def test_at_learning_rate_zero_ratio_is_one_and_kl_zero(bambara, tmp_path):
         args=make_args(
             tmp_path, learning_rate=0.0, per_device_train_batch_size=16, num_generations=8, steps_per_generation=2
         ),
-        train_dataset=dataset(),
+        train_dataset=clip_dataset(),
         processing_class=processor,
     )
     gaps: list[float] = []
@@ -678,7 +646,7 @@ def test_rloo_and_ppo_with_the_audio_critic_train_a_tdt_policy(bambara, tmp_path
     model, processor = bambara
     common = dict(report_to=[], use_cpu=True, seed=0, logging_steps=1, save_strategy="no", max_completion_length=16)
     rloo = ASRRLOOTrainer(
-        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=dataset(),
+        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=clip_dataset(),
         args=ASRRLOOConfig(output_dir=str(tmp_path / "rloo"), per_device_train_batch_size=G * CLIPS_PER_STEP,
                            num_generations=G, max_steps=1, learning_rate=1e-2, **common),
     )  # fmt: skip
@@ -686,7 +654,7 @@ def test_rloo_and_ppo_with_the_audio_critic_train_a_tdt_policy(bambara, tmp_path
     rloo.train()
     assert any(not torch.equal(before[n], p) for n, p in rloo.model.named_parameters())
     ppo = ASRPPOTrainer(
-        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=dataset(),
+        copy.deepcopy(model), [length_reward], processing_class=processor, train_dataset=clip_dataset(),
         args=ASRPPOConfig(output_dir=str(tmp_path / "ppo"), per_device_train_batch_size=2, num_mini_batches=1,
                           num_ppo_epochs=1, max_steps=1, learning_rate=1e-3, value_model="audio", **common),
     )  # fmt: skip

@@ -424,6 +424,43 @@ def check_sequence_level_args(args: Any, config: Any, family: str) -> None:
         )
 
 
+def check_sequence_level_peft(peft_config: Any, options: PolicyOptions, family: str, frozen_trains: str) -> None:
+    """PEFT refusals the sequence-level families share: a ``task_type`` (PEFT has no CTC or transducer task, and
+    its task wrappers rename the inputs) and ``freeze_encoder`` (it would freeze the LoRA weights too;
+    ``frozen_trains`` says what it leaves trainable)."""
+    if peft_config is None:
+        return
+    if getattr(peft_config, "task_type", None) is not None:
+        raise ValueError(
+            f"peft_config.task_type={peft_config.task_type!r}: PEFT has no {family} task and its task wrappers "
+            "rename the inputs. Use a LoraConfig without task_type (e.g. target_modules=['q_proj', 'v_proj'])."
+        )
+    if options.freeze_encoder:
+        raise ValueError(
+            f"freeze_encoder=True together with a peft_config: freeze_encoder trains the {frozen_trains} only and "
+            "would freeze the LoRA weights too. Use one or the other."
+        )
+
+
+def apply_freezing(
+    model: nn.Module,
+    options: PolicyOptions,
+    freeze_encoder: Callable[[nn.Module], None],
+    freeze_feature_encoder: Callable[[nn.Module], None],
+) -> nn.Module:
+    """``freeze_encoder`` / ``freeze_feature_encoder`` as the options ask, each done by the family's own function
+    on the transformers model under ``model`` (returned); ``freeze_encoder`` over LoRA adapters is refused (it
+    would freeze them)."""
+    base = peft_base(model)
+    if options.freeze_encoder:
+        if has_adapters(model):
+            raise ValueError("freeze_encoder=True would freeze the model's LoRA weights; use one or the other")
+        freeze_encoder(base)
+    if options.freeze_feature_encoder:
+        freeze_feature_encoder(base)
+    return base
+
+
 def spread_over_tokens(sequence_log_probs: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
     """``[rows] -> [rows, tokens]``: each row's sequence log-prob spread evenly over its real completion tokens,
     so TRL's sums give log p(y|x) back and ``importance_sampling_level="sequence"`` (GSPO's mean) its
@@ -558,7 +595,9 @@ __all__ = [
     "policy_families",
     "policy_for",
     "register_policy",
+    "apply_freezing",
     "check_sequence_level_args",
+    "check_sequence_level_peft",
     "labels_before_end",
     "speech_encoder",
     "spread_over_tokens",

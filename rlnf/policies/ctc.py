@@ -37,8 +37,9 @@ from .base import (
     PolicyOptions,
     ScoringPass,
     SpeechPolicy,
+    apply_freezing,
     check_sequence_level_args,
-    has_adapters,
+    check_sequence_level_peft,
     labels_before_end,
     peft_base,
     register_policy,
@@ -252,6 +253,14 @@ _UNSUPPORTED_SAMPLING = {
 }
 
 
+def _freeze_front_end(base: nn.Module) -> None:
+    """freeze_feature_encoder: the conv feature encoder (wav2vec2 family) or Parakeet's conv subsampling."""
+    if hasattr(base, "freeze_feature_encoder"):
+        base.freeze_feature_encoder()
+    elif hasattr(getattr(base, "encoder", None), "subsampling"):
+        base.encoder.subsampling.requires_grad_(False)
+
+
 @register_policy
 class CTCPolicy(SpeechPolicy):
     """CTC encoder policies (``AutoModelForCTC``): G frame paths per clip from one forward, sequence log-probs by
@@ -327,42 +336,26 @@ class CTCPolicy(SpeechPolicy):
         check_sequence_level_args(args, self.config, "CTC")
 
     def check_peft_config(self, peft_config: Any) -> None:
-        if peft_config is None:
-            return
-        if getattr(peft_config, "task_type", None) is not None:
-            raise ValueError(
-                f"peft_config.task_type={peft_config.task_type!r}: PEFT has no CTC task and its task wrappers "
-                "rename the inputs. Use a LoraConfig without task_type (e.g. target_modules=['q_proj', 'v_proj'])."
-            )
-        if self.options.freeze_encoder:
-            raise ValueError(
-                "freeze_encoder=True together with a peft_config: freeze_encoder trains the CTC head (and MMS "
-                "adapters) only and would freeze the LoRA weights too. Use one or the other."
-            )
+        check_sequence_level_peft(peft_config, self.options, "CTC", "CTC head (and MMS adapters)")
 
     def prepare_model(self, model: nn.Module) -> None:
-        base = peft_base(model)
-        if self.options.freeze_encoder:
-            if has_adapters(model):
-                raise ValueError("freeze_encoder=True would freeze the model's LoRA weights; use one or the other")
-            head = "lm_head" if hasattr(base, "lm_head") else "ctc_head"
-            for name, param in base.named_parameters():
-                param.requires_grad_(name.startswith(f"{head}."))
-            if getattr(self.config, "adapter_attn_dim", None) is not None:  # MMS: adapter-only fine-tuning
-                for name, param in base.named_parameters():  # MMS adapter weights: `...layers.N.adapter_layer.*`
-                    if ".adapter_layer." in name:
-                        param.requires_grad_(True)
-        if self.options.freeze_feature_encoder:
-            if hasattr(base, "freeze_feature_encoder"):
-                base.freeze_feature_encoder()
-            elif hasattr(getattr(base, "encoder", None), "subsampling"):  # Parakeet's conv subsampling
-                base.encoder.subsampling.requires_grad_(False)
+        base = apply_freezing(model, self.options, self._train_head_only, _freeze_front_end)
         # SpecAugment's learned mask embedding is never used in RL (check_args refuses SpecAugment): frozen, so DDP
         # does not wait for a gradient it never gets.
         for name, param in base.named_parameters():
             if name.endswith("masked_spec_embed"):
                 param.requires_grad_(False)
         self.share_encoder_states = False  # the CTC head is cheap: every pass runs the model on its clips
+
+    def _train_head_only(self, base: nn.Module) -> None:
+        """freeze_encoder: the CTC head trains, and for MMS the attention adapters (adapter-only fine-tuning)."""
+        head = "lm_head" if hasattr(base, "lm_head") else "ctc_head"
+        for name, param in base.named_parameters():
+            param.requires_grad_(name.startswith(f"{head}."))
+        if getattr(self.config, "adapter_attn_dim", None) is not None:
+            for name, param in base.named_parameters():  # MMS adapter weights: `...layers.N.adapter_layer.*`
+                if ".adapter_layer." in name:
+                    param.requires_grad_(True)
 
     @staticmethod
     def input_dtype(model: nn.Module) -> torch.dtype:

@@ -100,10 +100,13 @@ from .base import (
     PolicyOptions,
     ScoringPass,
     SpeechPolicy,
+    apply_freezing,
     check_sequence_level_args,
-    has_adapters,
+    check_sequence_level_peft,
+    labels_before_end,
     peft_base,
     register_policy,
+    spread_over_tokens,
 )
 from .ctc import CTCCollator, decode_labels, label_text_tokenizer, min_clip_samples
 
@@ -665,27 +668,17 @@ class TDTPolicy(SpeechPolicy):
         check_sequence_level_args(args, self.config, "TDT")
 
     def check_peft_config(self, peft_config: Any) -> None:
-        if peft_config is None:
-            return
-        if getattr(peft_config, "task_type", None) is not None:
-            raise ValueError(
-                f"peft_config.task_type={peft_config.task_type!r}: PEFT has no transducer task and its task wrappers "
-                "rename the inputs. Use a LoraConfig without task_type (e.g. target_modules=['q_proj', 'v_proj'])."
-            )
-        if self.options.freeze_encoder:
-            raise ValueError(
-                "freeze_encoder=True together with a peft_config: freeze_encoder trains the prediction network and "
-                "joint only and would freeze LoRA weights in the encoder too. Use one or the other."
-            )
+        check_sequence_level_peft(
+            peft_config, self.options, "transducer", "encoder projector, prediction network and joint"
+        )
 
     def prepare_model(self, model: nn.Module) -> None:
-        base = peft_base(model)
-        if self.options.freeze_encoder:
-            if has_adapters(model):
-                raise ValueError("freeze_encoder=True would freeze the model's LoRA weights; use one or the other")
-            base.encoder.requires_grad_(False)  # the FastConformer; encoder_projector, decoder and joint train
-        if self.options.freeze_feature_encoder:
-            base.encoder.subsampling.requires_grad_(False)
+        apply_freezing(
+            model,
+            self.options,
+            lambda base: base.encoder.requires_grad_(False),  # the FastConformer; projector, decoder and joint train
+            lambda base: base.encoder.subsampling.requires_grad_(False),
+        )
         self.share_encoder_states = False  # the scoring forward runs the encoder on its clips (once per clip)
 
     @staticmethod
@@ -756,20 +749,12 @@ class TDTPolicy(SpeechPolicy):
     # ---- scoring ---------------------------------------------------------------------------------
 
     def completion_labels(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[list[int]]:
-        """Label sequences of TRL's right-padded completions: the real tokens without the end blank. Rows with
-        no real token (masked out by the trainer) are empty."""
-        labels = []
-        for row, (ids, mask) in enumerate(zip(completion_ids.long().tolist(), completion_mask.tolist(), strict=True)):
-            real = [t for t, m in zip(ids, mask, strict=True) if m]
-            if real and real[-1] != self.blank:
-                raise RuntimeError(
-                    f"completion {row} does not end with the TDT end token (blank {self.blank}): it was not sampled "
-                    f"by TDTPolicy (last token {real[-1]})"
-                )
-            body = real[:-1]
+        """Label sequences of TRL's right-padded completions: the real tokens without the end blank (rows with
+        no real token, masked out by the trainer, are empty); a blank or an unknown id before the end is an error."""
+        labels = labels_before_end(completion_ids.long(), completion_mask, self.blank, "TDT")
+        for row, body in enumerate(labels):
             if any(t == self.blank or not 0 <= t < self.vocab_size for t in body):
                 raise RuntimeError(f"completion {row} holds a blank or an id outside the vocabulary before its end")
-            labels.append(body)
         return labels
 
     def chunk_scorer(self, model: nn.Module, batch: ScoringPass) -> ChunkScorer:
@@ -808,8 +793,7 @@ class TDTPolicy(SpeechPolicy):
             terms = capture.padded(int(frames.max()), width + 1)
             lengths = torch.tensor([len(y) for y in row_labels], device=device)
             sequence = forward_log_probs(terms[0], terms[1], terms[2], frames_of_row, lengths, rules)
-            mask = completion_mask[rows].to(sequence.dtype)
-            per_token = sequence[:, None] * mask / mask.sum(-1, keepdim=True).clamp(min=1.0)
+            per_token = spread_over_tokens(sequence, completion_mask[rows])
             entropy = None
             if batch.compute_entropy:
                 steps = torch.arange(terms[3].shape[1], device=device)[None, :, None] < frames_of_row[:, None, None]
