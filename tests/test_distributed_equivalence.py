@@ -4,6 +4,8 @@ per-step losses and metrics and the same final weights.
 
 * GRPO (`ASRGRPOTrainer`, ``tests/distributed_scripts/grpo_tiny.py``): 2 steps of 2 clips x G=4 completions, 8 per
   device on 1 process, 4 per device on 2, beta > 0 (reference model and KL), AdamW.
+* GRPO with a TDT policy (``tests/distributed_scripts/grpo_tdt_tiny.py``): the same run with a tiny random
+  ``ParakeetForTDT`` (the CTC twin of this test is in ``tests/test_ctc_policy.py``).
 * Reward model (``recipes/train_reward_model.py``, unchanged): 3 steps at a global batch of 8 rows, then the
   recipe's own evaluation and saving; the 2-process model must load with ``RewardModel.from_pretrained``.
 
@@ -186,6 +188,57 @@ def test_grpo_two_processes_train_like_one(tmp_path):
         f"\nGRPO, 2 CPU processes: {wall:.1f} s wall (launch to exit); 1 vs 2 processes: largest per-step loss "
         f"difference {worst_loss:.2e}, largest weight difference {worst_weight:.2e} (weights moved up to "
         f"{moved:.2e})"
+    )
+
+
+def test_tdt_grpo_two_processes_train_like_one(tmp_path):
+    """A TDT policy: 1 process x 8 completions per step == 2 CPU processes x 4, with the production sampler drawing
+    from keyed Gumbel noise (``tests/distributed_scripts/grpo_tdt_tiny.py``): same completions token for token,
+    per-step losses and metrics, weights. Scoring is the production path: log p(y|x) by the forward algorithm
+    over all alignments, the encoder once per clip, its BatchNorm on running statistics in every pass.
+
+    Tolerances as for CTC (``tests/test_ctc_policy.py``): float32 sums in another order; logged metrics rel 1e-5,
+    weights abs 5e-5 = 5 % of one AdamW step (lr 1e-3), where a gradient not averaged over ranks moves weights
+    by ~1e-3 and a wrong gradient scale shows in grad_norm."""
+    from safetensors.torch import load_file
+
+    from rlnf.policies.transducer import tiny_parakeet_tdt
+
+    script = Path(__file__).resolve().parent / "distributed_scripts" / "grpo_tdt_tiny.py"
+    model, processor = tiny_parakeet_tdt()
+    policy = tmp_path / "policy"
+    model.save_pretrained(policy)
+    processor.save_pretrained(policy)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    launch(script, str(policy), str(one), str(GLOBAL_BATCH), processes=1)
+    wall = launch(script, str(policy), str(two), str(GLOBAL_BATCH // 2), processes=2)
+    (log_one,), samples_one, (state_one,) = read_grpo_run(one, 1)
+    (log_two, log_two_rank1), samples_two, (state_two, state_two_rank1) = read_grpo_run(two, 2)
+
+    assert len(samples_one) == 2 * GLOBAL_BATCH and samples_one == samples_two
+    for step in (0, 1):
+        for group in range(0, GLOBAL_BATCH, 4):
+            completions = {tuple(samples_one[(step, row)]) for row in range(group, group + 4)}
+            assert len(completions) > 1, f"step {step}: every completion of clip {group // 4} is the same"
+    steps = [entry for entry in log_one if "loss" in entry]  # loss_type "grpo": the step-1 loss is 0 (mean advantage)
+    assert len(steps) == 2 and all(entry["reward_std"] > 0.01 and entry["grad_norm"] > 0.1 for entry in steps)
+    assert steps[1]["kl"] > 0
+    worst_loss = assert_logs_match(log_one, log_two, rtol=1e-5, atol=1e-6)
+    assert_logs_match(log_two, log_two_rank1, rtol=1e-5, atol=1e-6)
+    initial = load_file(policy / "model.safetensors")
+    moved = max((state_one[k] - initial[k]).abs().max().item() for k in initial if k in state_one)
+    assert moved > 1e-3, f"training barely moved the weights ({moved:.2e})"
+    worst_weight = 0.0
+    for key in state_one:
+        assert torch.equal(state_two[key], state_two_rank1[key]), f"{key}: the two ranks' replicas diverged"
+        torch.testing.assert_close(state_two[key], state_one[key], rtol=0, atol=5e-5, msg=key)
+        if state_one[key].is_floating_point():
+            worst_weight = max(worst_weight, (state_two[key] - state_one[key]).abs().max().item())
+    print(
+        f"\nTDT GRPO, 2 CPU processes: {wall:.1f} s wall; 1 vs 2 processes: largest per-step loss difference "
+        f"{worst_loss:.2e}, largest weight difference {worst_weight:.2e} (weights moved up to {moved:.2e})"
     )
 
 

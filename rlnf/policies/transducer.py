@@ -342,12 +342,20 @@ def sample_transcripts(
     clip_of_row: torch.Tensor,
     rules: TDTRules,
     generator: torch.Generator | None = None,
+    draw: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """One label sequence per row, drawn step by step from the distribution of the module docstring.
 
     ``model`` is the plain ``ParakeetForTDT`` (its ``decoder`` and ``joint`` are called as ``generate`` calls them);
     ``encoder_states`` ``[clips, T, H]`` are the PROJECTED encoder states (``pooler_output``), computed once per
-    clip; ``frames[c]`` = T_c. All rows step together; finished rows drop out."""
+    clip; ``frames[c]`` = T_c. All rows step together; finished rows drop out. ``draw(log_probs [n, K], rows [n])
+    -> [n]`` picks one entry per active row, each step's token then its duration (default: ``torch.multinomial``
+    with ``generator``; the distributed test keys it by row, so that a row's draws do not depend on its batch)."""
+    if draw is None:
+
+        def draw(log_probs: torch.Tensor, _rows: torch.Tensor) -> torch.Tensor:
+            return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+
     device = encoder_states.device
     rows = clip_of_row.numel()
     clip_of_row = clip_of_row.to(device)
@@ -367,12 +375,12 @@ def sample_transcripts(
         logits = model.joint(decoder_hidden_states=decoder_states[active, 0], encoder_hidden_states=encoder_now)
         at_cap = u[active] >= rules.max_labels if rules.max_labels is not None else None
         token_lp = token_log_probs(logits[:, : rules.vocab_size], rules, at_cap)
-        token = torch.multinomial(token_lp.exp(), 1, generator=generator).squeeze(1)
+        token = draw(token_lp, active)
         label = token != rules.blank
         allow_zero = label & (k[active] < rules.max_symbols_per_step)
         frames_left = frames_of_row[active] - t[active]
         duration_lp = duration_log_probs(logits[:, rules.vocab_size :], rules, frames_left, allow_zero)
-        step = durations[torch.multinomial(duration_lp.exp(), 1, generator=generator).squeeze(1)]
+        step = durations[draw(duration_lp, active)]
         for row, value in zip(active[label].tolist(), token[label].tolist(), strict=True):
             labels[row].append(value)
         u[active] += label.long()

@@ -1,4 +1,5 @@
-"""A tiny, fully deterministic ASRGRPOTrainer run with a CTC policy, launched by ``tests/test_ctc_policy.py``.
+"""A tiny, fully deterministic ASRGRPOTrainer run with a CTC policy, launched by ``tests/test_ctc_policy.py``
+(``grpo_tdt_tiny.py`` runs the same with a TDT policy and its own keyed sampler).
 
     python grpo_ctc_tiny.py POLICY_DIR OUT_DIR PER_DEVICE_BATCH                    # 1 process
     ACCELERATE_USE_CPU=1 accelerate launch --config_file accelerate_configs/cpu_2proc.yaml \\
@@ -20,7 +21,9 @@ import json
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",
@@ -91,7 +94,15 @@ def dataset() -> Dataset:
     return Dataset.from_list(rows)
 
 
-def main(policy_dir: str, out_dir: str, per_device_batch: int) -> None:
+def main(
+    policy_dir: str,
+    out_dir: str,
+    per_device_batch: int,
+    install: Callable[[int, int], None] = install_keyed_sampling,
+    **config: Any,
+) -> None:
+    """Train ``STEPS`` steps; ``install(rank, per_device_batch)`` keys the family's sampler; ``config`` adds
+    `ASRGRPOConfig` fields."""
     torch.set_num_threads(1)
     out = Path(out_dir)
     args = ASRGRPOConfig(
@@ -114,9 +125,10 @@ def main(policy_dir: str, out_dir: str, per_device_batch: int) -> None:
         bf16=False,
         disable_tqdm=True,
         eval_normalizer="none",
+        **config,
     )
     rank = args.process_index
-    install_keyed_sampling(rank, per_device_batch)
+    install(rank, per_device_batch)
     reward = LengthReward(rank, per_device_batch)
     trainer = ASRGRPOTrainer(policy_dir, [reward], args=args, train_dataset=dataset())
     trainer.train()
