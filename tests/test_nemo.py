@@ -352,6 +352,11 @@ def _weights(data: bytes) -> dict[str, torch.Tensor]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    flat = [t.detach().cpu().contiguous().reshape(-1).view(torch.uint8) for t in (a, b)]
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(*flat)
+
+
 def _assert_same_archive(original: Path, exported: Path) -> None:
     old, new = _members(original), _members(exported)
     assert list(old) == list(new)
@@ -531,3 +536,60 @@ def test_against_real_nemo(tmp_path):
         tuned_logits = tdt(**hf_inputs, decoder_input_ids=decoder_ids).logits
         assert _max_diff(nemo_joint(restored, encoded)[0, :frames], tuned_logits[0, :frames]) < 1e-5
         assert _max_diff(tuned_logits, logits) > 1e-2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A hybrid through RL and back
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["tdt", "ctc"])
+def test_a_hybrid_trained_with_grpo_exports_what_it_learned(tmp_path, head):
+    """A tiny hybrid .nemo converts; two GRPO steps train one of its heads (with the encoder); the export writes
+    exactly the tensors training changed, equal to the tuned model's, and leaves every other tensor and member of
+    the archive as it was (the other head, the frozen conv subsampling, BatchNorm statistics, config, tokenizer).
+    The export converts back to the tuned model."""
+    from conftest import clip_dataset, grpo_args, length_reward
+
+    from rlnf.trainers import ASRGRPOTrainer
+
+    path, _ = fake_nemo(tmp_path, "hybrid")
+    written = nemo.convert_nemo(path, tmp_path / "hf")
+    cap = {"max_completion_length": 16} if head == "tdt" else {}
+    trainer = ASRGRPOTrainer(
+        str(written[head]), [length_reward], args=grpo_args(tmp_path, learning_rate=1e-2, **cap),
+        train_dataset=clip_dataset(),
+    )  # fmt: skip
+    assert trainer.policy.family == head
+    trainer.train()
+    trainer.save_model(str(tmp_path / "tuned"))
+    tuned = {k: v.detach().cpu() for k, v in trainer.accelerator.unwrap_model(trainer.model).state_dict().items()}
+    model_class = ParakeetForTDT if head == "tdt" else ParakeetForCTC
+    before = model_class.from_pretrained(written[head])
+    changed = {k for k, v in before.state_dict().items() if not torch.equal(v, tuned[k])}
+    assert any(k.startswith("encoder.layers.") for k in changed)
+    assert any(k.startswith("joint." if head == "tdt" else "ctc_head.") for k in changed)
+    assert not any(k.startswith("encoder.subsampling.") or "running_" in k or "batches_tracked" in k for k in changed)
+
+    kept = "CTC head" if head == "tdt" else "TDT prediction network and joint"
+    with pytest.warns(UserWarning, match=kept):  # the other head now runs on the tuned encoder
+        nemo.export_nemo(tmp_path / "tuned", path, tmp_path / "tuned.nemo")
+    old, new = _members(path), _members(tmp_path / "tuned.nemo")
+    assert list(old) == list(new)
+    for name in old:
+        if not name.endswith("model_weights.ckpt"):
+            assert old[name] == new[name], name
+    old_weights, new_weights = _weights(old["./model_weights.ckpt"]), _weights(new["./model_weights.ckpt"])
+    assert list(old_weights) == list(new_weights)
+    tuned_nemo_keys = {nemo.hf_to_nemo_key(k, hybrid=True): k for k in changed}
+    for key, value in new_weights.items():
+        assert value.dtype == old_weights[key].dtype and value.shape == old_weights[key].shape, key
+        if key in tuned_nemo_keys:
+            assert torch.equal(value, tuned[tuned_nemo_keys[key]]), key
+            assert not torch.equal(value, old_weights[key]), key
+        else:
+            assert _same_bytes(value, old_weights[key]), key  # untouched: the original's tensor, byte for byte
+
+    back = nemo.convert_nemo(tmp_path / "tuned.nemo", tmp_path / "back")
+    again = model_class.from_pretrained(back[head]).state_dict()
+    assert again.keys() == tuned.keys() and all(torch.equal(again[k], tuned[k]) for k in tuned)
