@@ -260,7 +260,14 @@ def waveforms(n: int, seconds: float = 0.7) -> list[np.ndarray]:
     return [synthetic_clip(seconds + 0.35 * i, 170.0 + 60 * i, seed=i) for i in range(n)]
 
 
-def test_policy_scores_equal_a_recursion_on_the_models_own_joint_logits(bambara):
+@pytest.mark.parametrize("frames_per_joint_call", ["one", "all"])
+def test_policy_scores_equal_a_recursion_on_the_models_own_joint_logits(bambara, frames_per_joint_call, monkeypatch):
+    """The scorer's log p(y|x) against a recursion over the full joint logits of the model's own forward; the
+    scorer's joint runs one frame at a time or on every frame at once (the tiny model's lattice fits one chunk)."""
+    import rlnf.policies.transducer as transducer
+
+    if frames_per_joint_call == "one":
+        monkeypatch.setattr(transducer, "JOINT_CHUNK_FLOATS", 1)
     model, processor = bambara
     policy = policy_for(model, processor, PolicyOptions(max_completion_length=6))
     policy.configure_sampling({"temperature": 0.9})
@@ -369,7 +376,10 @@ def test_scoring_gradients_equal_the_full_lattice_and_reach_every_part(bambara, 
         return torch.utils.checkpoint.checkpoint(*args, **kwargs)
 
     monkeypatch.setattr(transducer, "checkpoint", counted_checkpoint)
-    if budget != "default":  # 4 rows, 2 per clip (the default budget holds them all)
+    if budget != "default":  # 4 rows, 2 per clip (the default budget holds them all); the joint on 2 frames a call
+        monkeypatch.setattr(
+            transducer, "JOINT_CHUNK_FLOATS", 2 * model.config.decoder_hidden_size * len(completions[1])
+        )
         frames, hidden = policy.frames(model, clips).tolist(), model.config.decoder_hidden_size
         first_two = sum(transducer.kept_lattice_bytes(frames[0], len(c), hidden, model.joint) for c in completions[:2])
         policy.lattice_budget = 0 if budget == "checkpoint-every-row" else first_two
