@@ -961,6 +961,8 @@ def demo_parakeet_tdt(seed: int = 0) -> tuple[ParakeetForTDT, ParakeetProcessor]
 __all__ = [
     "TDTCollator",
     "demo_parakeet_tdt",
+    "JOINT_CHUNK_FLOATS",
+    "KEPT_LATTICE_BYTES",
     "NEG",
     "JointCapture",
     "TDTPolicy",
@@ -970,6 +972,7 @@ __all__ = [
     "forward_log_probs",
     "greedy_generation_config",
     "greedy_labels",
+    "kept_lattice_bytes",
     "lattice_terms",
     "masked_log_softmax",
     "sample_transcripts",
