@@ -105,3 +105,27 @@ def grpo_args(tmp_path, **overrides):
 def length_reward(completions, text, **kwargs):
     """Closeness of the transcript's length to the reference's (varies even for a random policy)."""
     return [-abs(len(hyp) - len(ref)) / len(ref) for hyp, ref in zip(completions, text, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict:
+    """What the recipe tests run on: 8 clips as ``data.csv`` (= ``labelled.csv``: audio, text) and
+    ``audio_only.csv`` (audio), paths relative to the CSV; a tiny Whisper policy and a tiny reward model."""
+    import soundfile as sf
+
+    from rlnf.policies.tiny_whisper import build_tiny_whisper
+    from rlnf.testing import tiny_reward_model
+
+    root = tmp_path_factory.mktemp("recipe_assets")
+    (root / "clips").mkdir()
+    labelled, audio_only = ["audio,text"], ["audio"]
+    for i in range(8):
+        sf.write(root / "clips" / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), SAMPLING_RATE)
+        labelled.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
+        audio_only.append(f"clips/c{i}.wav")
+    for name, lines in (("data.csv", labelled), ("labelled.csv", labelled), ("audio_only.csv", audio_only)):
+        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
+                       max_source_positions=50, max_target_positions=32)  # fmt: skip
+    tiny_reward_model(root / "reward")
+    return {"csv": root / "data.csv", "policy": root / "policy", "reward": root / "reward", "root": root}

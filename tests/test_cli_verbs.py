@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from conftest import TEXTS, synthetic_clip
+from test_recipes import grpo_flags
 
 from rlnf import cli, errors
 from rlnf.launch import RECIPE_VERBS, LaunchError, split_launch_flags, verb_launch_command
@@ -51,33 +50,9 @@ def _assert_one_error_line_last(result: subprocess.CompletedProcess[str], *needl
     return lines[-1]
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> dict[str, Path]:
-    """A CSV of 8 clips, a tiny Whisper policy and a tiny reward model (as in tests/test_recipes.py)."""
-    from rlnf.policies.tiny_whisper import build_tiny_whisper
-    from rlnf.testing import tiny_reward_model
-
-    root = tmp_path_factory.mktemp("verb_assets")
-    (root / "clips").mkdir()
-    rows = []
-    for i in range(8):
-        sf.write(root / "clips" / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), 16000)
-        rows.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
-    (root / "data.csv").write_text("audio,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
-                       max_source_positions=50, max_target_positions=32)  # fmt: skip
-    tiny_reward_model(root / "reward")
-    return {"csv": root / "data.csv", "policy": root / "policy", "reward": root / "reward", "root": root}
-
-
 def tiny_grpo_flags(assets: dict[str, Path], output: Path, *extra: str) -> list[str]:
-    return [
-        "--model_name_or_path", str(assets["policy"]), "--reward_model_path", str(assets["reward"]),
-        "--dataset_name", str(assets["csv"]), "--eval_split_size", "2", "--output_dir", str(output),
-        "--max_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "4",
-        "--max_completion_length", "6", "--eval_max_new_tokens", "6", "--logging_steps", "1",
-        "--eval_strategy", "no", "--save_strategy", "no", "--dataloader_num_workers", "0", *extra,
-    ]  # fmt: skip
+    """tests/test_recipes.py's tiny-run flags, one step."""
+    return grpo_flags(assets, output, "--max_steps", "1", *extra)
 
 
 # ----------------------------------------------------------------------------------------------- packaging

@@ -18,7 +18,6 @@ import yaml
 from conftest import TEXTS, synthetic_clip
 
 from rlnf.policies.tiny_whisper import build_tiny_whisper
-from rlnf.testing import tiny_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -34,23 +33,6 @@ def _load(name: str):
 
 grpo_recipe = _load("grpo_asr")
 sft_recipe = _load("sft_asr")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> dict[str, Path]:
-    """A CSV of 8 clips (one split, paths relative to the CSV), a tiny policy and a tiny reward model."""
-    root = tmp_path_factory.mktemp("recipe_assets")
-    clips = root / "clips"
-    clips.mkdir()
-    rows = []
-    for i in range(8):
-        sf.write(clips / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), 16000)
-        rows.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
-    (root / "data.csv").write_text("audio,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
-                       max_source_positions=50, max_target_positions=32)  # fmt: skip
-    tiny_reward_model(root / "reward")
-    return {"csv": root / "data.csv", "policy": root / "policy", "reward": root / "reward", "root": root}
 
 
 def grpo_flags(assets: dict[str, Path], output: Path, *extra: str) -> list[str]:

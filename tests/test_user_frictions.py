@@ -13,11 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import soundfile as sf
 from conftest import TEXTS, synthetic_clip
-
-from rlnf.policies.tiny_whisper import build_tiny_whisper
-from rlnf.testing import tiny_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,25 +28,6 @@ def _load_recipe(name: str):
 
 grpo_recipe = _load_recipe("grpo_asr")
 PENALTIES = "`reward_model` (weight 1), `repetition_penalty` (weight 1), `empty_penalty` (weight 1)"
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> dict[str, Path]:
-    """8 clips as two CSVs (one split): ``labelled.csv`` (audio, text) and ``audio_only.csv`` (audio); a tiny
-    policy and a tiny reward model."""
-    root = tmp_path_factory.mktemp("friction_assets")
-    (root / "clips").mkdir()
-    labelled, audio_only = ["audio,text"], ["audio"]
-    for i in range(8):
-        sf.write(root / "clips" / f"c{i}.wav", synthetic_clip(0.6 + 0.1 * i, 150.0 + 40 * i, seed=i), 16000)
-        labelled.append(f"clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}")
-        audio_only.append(f"clips/c{i}.wav")
-    (root / "labelled.csv").write_text("\n".join(labelled) + "\n", encoding="utf-8")
-    (root / "audio_only.csv").write_text("\n".join(audio_only) + "\n", encoding="utf-8")
-    build_tiny_whisper(TEXTS * 4, root / "policy", d_model=32, layers=1, heads=2, vocab_size=300,
-                       max_source_positions=50, max_target_positions=32)  # fmt: skip
-    tiny_reward_model(root / "reward")
-    return {"root": root, "policy": root / "policy", "reward": root / "reward"}
 
 
 def flags(assets: dict[str, Path], data: str, output: Path, *extra: str) -> list[str]:

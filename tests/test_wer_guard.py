@@ -11,7 +11,7 @@ import torch
 from conftest import TEXTS, synthetic_clip
 from datasets import Dataset
 from safetensors.torch import load_file
-from test_recipes import assets, grpo_flags, grpo_recipe  # noqa: F401  (assets: the recipe tests' fixture)
+from test_recipes import grpo_flags, grpo_recipe
 from transformers import AutoProcessor, TrainerControl
 
 from rlnf.assets import resolve_demo_path
@@ -111,7 +111,7 @@ def test_a_run_gaming_its_reward_is_stopped_at_the_best_watched_checkpoint(tmp_p
     assert "text" not in trainer.train_dataset.column_names
 
 
-def test_the_recipe_watches_carved_clips_and_reports_the_watch(assets, tmp_path, caplog):  # noqa: F811
+def test_the_recipe_watches_carved_clips_and_reports_the_watch(assets, tmp_path, caplog):
     """`--wer_watch_clips` in the recipe: the clips leave the RL split, their WER is watched every eval_steps and
     results.json holds the watch beside the held-out before/after (evaluated on the test split, not the watch)."""
     flags = grpo_flags(
