@@ -281,10 +281,20 @@ def check_world_size(num_processes: int, env: Mapping[str, str] | None = None) -
 
     ``accelerate launch`` with a multi-process config starts N workers through torchrun (``WORLD_SIZE=N``), but
     on a machine without GPUs it does not pass ``use_cpu`` on: each worker then silently trains alone, and all
-    of them write to one output folder. Called by the recipes with ``TrainingArguments.world_size``.
+    of them write to one output folder. Without a config file, ``accelerate launch --num_processes 2`` on such a
+    machine starts one process (no ``WORLD_SIZE``, but ``MASTER_ADDR``): stopped too, so that a user who asked
+    for two does not wait for one. Called by the recipes with ``TrainingArguments.world_size``.
     """
     env = os.environ if env is None else env
     launched = env.get("WORLD_SIZE", "").strip()
+    if not launched and num_processes == 1 and "ACCELERATE_MIXED_PRECISION" in env and "MASTER_ADDR" in env:
+        # accelerate's one-process launcher sets MASTER_ADDR only when asked for more than one process
+        raise LaunchError(
+            "accelerate launch was asked for several processes but started only this one: without a config file "
+            "(or --multi_gpu) accelerate starts a single process on a machine without GPUs. Launch with "
+            "`rlnf grpo --num_processes 2`, or `accelerate launch -q --config_file accelerate_configs/cpu_2proc.yaml "
+            "recipes/grpo_asr.py`; for one process, drop --num_processes (or unset MASTER_ADDR if your shell sets it)."
+        )
     if not launched.isdigit() or int(launched) <= 1 or int(launched) == num_processes:
         return
     raise LaunchError(

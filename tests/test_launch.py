@@ -382,6 +382,26 @@ def test_check_world_size() -> None:
         check_world_size(1, {"WORLD_SIZE": "2"})
 
 
+def test_accelerate_one_process_start_for_two_is_stopped(tmp_path: Path) -> None:
+    """`accelerate launch --num_processes 2` without a config starts one process on CPU: the recipe stops."""
+    one_process = {"ACCELERATE_MIXED_PRECISION": "no"}  # what `accelerate launch script.py` sets
+    check_world_size(1, one_process)
+    check_world_size(1, {"MASTER_ADDR": "10.0.0.1"})  # a shell that exports MASTER_ADDR, plain python
+    with pytest.raises(LaunchError, match=r"asked for several processes but started only this one.*--num_processes 2"):
+        check_world_size(1, {**one_process, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
+    script = tmp_path / "world.py"
+    script.write_text(WORLD_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE", "MASTER", "WORLD_SIZE", "RANK"))}
+    for asked, stopped in (("2", True), ("1", False)):
+        done = subprocess.run(
+            [sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", asked, "--num_machines", "1",
+             "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path / asked)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+        assert ("TRAINING WOULD START" not in done.stdout) is stopped, done.stdout + done.stderr
+        assert ("started only this one" in done.stderr) is stopped, done.stderr
+
+
 WORLD_SCRIPT = """\
 import sys
 
