@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 DEFAULT_REWARD_MODEL = "RobotsMali/reward-model"
 
@@ -76,7 +77,6 @@ def _eval_reward(args: argparse.Namespace) -> int:
     """``rlnf eval-reward``: writes ``eval_<split>_metrics.json`` (+ ``eval_<split>.png``) to ``--output_dir`` and
     prints the metrics as one JSON line."""
     import json
-    from pathlib import Path
 
     from .data.scorer_data import load_scorer_dataset, score_range_for_scale
     from .reward_model.modeling import RewardModel
@@ -90,8 +90,9 @@ def _eval_reward(args: argparse.Namespace) -> int:
 
     score_range_for_scale(args.score_scale)
     splits = load_scorer_dataset(
-        args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column, seed=args.seed
-    )
+        args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,
+        seed=args.seed, demo_options=_eval_demo_options(args) if args.dataset == "demo" else None,
+    )  # fmt: skip
     if args.split not in splits:
         raise KeyError(f"split {args.split!r} not in {args.dataset!r}; it has {list(splits)}")
     dataset = splits[args.split]
@@ -125,6 +126,29 @@ def _eval_reward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_demo_options(args: argparse.Namespace) -> dict:
+    """The demo rows of the reward recipe's YAML (default: the shipped one, whose ``test_metrics.json`` reports
+    them), for ``args.split`` only; ``--demo_policies`` overrides its policies."""
+    from importlib.resources import files
+
+    import yaml
+
+    from .data.scorer_data import demo_options
+
+    path = args.demo_config or str(files("rlnf.recipes") / "reward_model_demo.yaml")
+    try:
+        options = demo_options(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    except OSError as error:
+        raise FileNotFoundError(f"--demo_config {path}: {error.strerror or error}") from error
+    if args.demo_policies is not None:
+        options["policies"] = [p for p in args.demo_policies if p.strip().lower() not in ("none", "null", "")]
+    if options.get("holdout_policy") not in options.get("policies", ()):
+        options.pop("holdout_policy", None)  # only training rows leave it out: no effect on a held-out split
+    print(f"rlnf eval-reward: demo rows of {path} (policy samples: {options.get('policies') or 'none'})",
+          file=sys.stderr)  # fmt: skip
+    return {**options, "splits": [args.split]}
+
+
 def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval-reward",
@@ -154,6 +178,17 @@ def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed of the shuffled pairs (the recipe's test report uses 0)"
     )
     parser.add_argument("--no_plot", action="store_true")
+    parser.add_argument(
+        "--demo_config",
+        default=None,
+        help="--dataset demo: the reward recipe YAML whose demo_* options build the rows (default: the shipped "
+        "recipes/reward_model_demo.yaml, so --split test/target_test are the rows of its test_metrics.json)",
+    )
+    parser.add_argument(
+        "--demo_policies", nargs="*", default=None,
+        help="--dataset demo: the policies whose samples join the synthetic rows (default: the YAML's; 'none': "
+        "synthetic rows only)",
+    )  # fmt: skip
     # Also an error message and exit code 2: a split the data lacks (KeyError), a missing plotting library.
     parser.set_defaults(func=_eval_reward, errors=(KeyError, ImportError))
 

@@ -578,6 +578,41 @@ def test_eval_reward_cli_writes_json_and_png(straight_run, tmp_path, capsys):
     assert cli_main(["eval-reward", "--model", str(out), "--dataset", str(data), "--split", "nope"]) == 2
 
 
+def test_eval_reward_on_the_demo_builds_the_recipes_rows(straight_run, tmp_path, monkeypatch, capsys):
+    """`rlnf eval-reward --dataset demo` asks the demo builder for the rows the reward recipe's YAML reports on
+    (its policy samples included), for the evaluated split only; --demo_policies none: synthetic rows only."""
+    import yaml
+    from transformers import HfArgumentParser
+
+    from rlnf.data import scorer_data
+    from rlnf.trainers.reward_model_config import RewardModelTrainingArguments
+
+    data, out, _ = straight_run
+    rows = scorer_data.load_scorer_dataset(str(data))["train"]
+    asked: list[dict] = []
+    defaults = {k: v.default for k, v in inspect.signature(scorer_data.demo_scorer_dataset).parameters.items()}
+
+    def fake_demo(**options):  # the real one synthesises the corpus and samples three policies (minutes)
+        asked.append(options)
+        return datasets.DatasetDict({"target_test": rows})
+
+    monkeypatch.setattr(scorer_data, "demo_scorer_dataset", fake_demo)
+    base = ["eval-reward", "--model", str(out), "--dataset", "demo", "--split", "target_test", "--no_plot"]
+    assert cli_main([*base, "--output_dir", str(tmp_path / "a"), "--batch_size", "16"]) == 0
+    yaml_path = Path(__file__).resolve().parents[1] / "recipes" / "reward_model_demo.yaml"
+    (recipe_args,) = HfArgumentParser(RewardModelTrainingArguments).parse_yaml_file(yaml_path, allow_extra_keys=True)
+    expected = scorer_data.demo_options(recipe_args)  # what the recipe's prepare_splits passes
+    assert expected["policies"] == yaml.safe_load(yaml_path.read_text())["demo_policies"] != []
+    assert {**defaults, **asked[-1]} == {**defaults, **expected, "seed": 0, "splits": ["target_test"]}
+    metrics = json.loads((tmp_path / "a" / "eval_target_test_metrics.json").read_text())
+    assert metrics["n"] == len(rows)
+    assert "policy samples: ['demo', 'demo-ctc', 'demo-tdt']" in capsys.readouterr().err
+    assert cli_main([*base, "--output_dir", str(tmp_path / "b"), "--demo_policies", "none"]) == 0
+    assert asked[-1]["policies"] == [] and asked[-1]["splits"] == ["target_test"]
+    assert cli_main([*base, "--demo_config", str(tmp_path / "missing.yaml")]) == 2
+    assert "--demo_config" in capsys.readouterr().err
+
+
 def test_augmentation_is_seeded_by_the_batch_and_used_for_training_only(tmp_path):
     from transformers import TrainingArguments
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,9 @@ __all__ = [
     "DEMO_EVAL_SEEDS",
     "ScorerDatasetError",
     "clip_keys",
+    "DEMO_OPTIONS",
     "decode_check",
+    "demo_options",
     "demo_scorer_dataset",
     "load_scorer_dataset",
     "policy_kind",
@@ -376,9 +378,11 @@ def demo_scorer_dataset(
     policy_temperature: float = 1.0,
     policy_train_temperatures: Sequence[float] = (),
     cache_dir: str | None = None,
+    splits: Sequence[str] | None = None,
 ) -> datasets.DatasetDict:
     """Splits ``train`` (source-domain ``sft_train``), ``test`` (source ``sft_validation``) and ``target_test``
-    (the target domain's ``test``: other speakers and channels, never trained on).
+    (the target domain's ``test``: other speakers and channels, never trained on); ``splits`` builds only those
+    (an evaluation of ``target_test`` need not sample the policies on the training clips).
 
     ``train`` rows follow ``seed`` and the options; ``test``/``target_test`` synthetic rows use fixed seeds and
     the builder's defaults, so reports stay comparable across runs. Every split also holds each of ``policies``'
@@ -398,8 +402,13 @@ def demo_scorer_dataset(
     corpus = load_demo_corpus(cache_dir=cache_dir)
     folder = Path(cache_dir) if cache_dir is not None else default_corpus_dir()
     sources = {"train": "sft_train", "test": "sft_validation", "target_test": "test"}
-    splits = {}
+    unknown = sorted(set(splits or ()) - set(sources))
+    if unknown:
+        raise ValueError(f"the demo scorer data has no split {unknown[0]!r}; it has {list(sources)}")
+    built = {}
     for name, source in sources.items():
+        if splits is not None and name not in splits:
+            continue
         split_seed = seed if name == "train" else DEMO_EVAL_SEEDS[name]
         options = (
             {"hypotheses_per_clip": hypotheses_per_clip, "mismatch_fraction": mismatch_fraction,
@@ -421,8 +430,23 @@ def demo_scorer_dataset(
                         cache_dir=folder,
                     )  # fmt: skip
                 )
-        splits[name] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    return datasets.DatasetDict(splits)
+        built[name] = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return datasets.DatasetDict(built)
+
+
+DEMO_OPTIONS = (
+    "hypotheses_per_clip", "mismatch_fraction", "label_noise", "policies", "holdout_policy",
+    "policy_samples_per_clip", "policy_temperature", "policy_train_temperatures",
+)  # fmt: skip
+
+
+def demo_options(source: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """`demo_scorer_dataset`'s options from the reward recipe's ``demo_*`` fields: its arguments, or its YAML as a
+    dict (absent keys keep the builder's defaults), so that ``rlnf eval-reward --dataset demo`` builds the rows
+    the recipe reported on."""
+    if isinstance(source, Mapping):
+        return {name: source[f"demo_{name}"] for name in DEMO_OPTIONS if f"demo_{name}" in source}
+    return {name: getattr(source, f"demo_{name}") for name in DEMO_OPTIONS if hasattr(source, f"demo_{name}")}
 
 
 def load_scorer_dataset(
@@ -550,17 +574,9 @@ def prepare_splits(args: Any) -> dict[str, Any]:
     ``demo_mismatch_fraction``, ``demo_label_noise``, ``demo_policies``, ``demo_holdout_policy``,
     ``demo_policy_samples_per_clip``, ``demo_policy_temperature``, ``demo_policy_train_temperatures``).
     """
-    demo_options = {
-        "hypotheses_per_clip": args.demo_hypotheses_per_clip, "mismatch_fraction": args.demo_mismatch_fraction,
-        "label_noise": args.demo_label_noise, "policies": args.demo_policies,
-        "holdout_policy": args.demo_holdout_policy,
-        "policy_samples_per_clip": args.demo_policy_samples_per_clip,
-        "policy_temperature": args.demo_policy_temperature,
-        "policy_train_temperatures": args.demo_policy_train_temperatures,
-    }  # fmt: skip
     data = load_scorer_dataset(
         args.dataset_name, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,
-        seed=args.seed, demo_options=demo_options,
+        seed=args.seed, demo_options=demo_options(args),
     )  # fmt: skip
     if args.dataset_train_split not in data:
         raise ScorerDatasetError(f"no split {args.dataset_train_split!r} in {args.dataset_name!r}; it has {list(data)}")
