@@ -397,7 +397,7 @@ def test_accelerate_one_process_start_for_two_is_stopped(tmp_path: Path) -> None
             [sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", asked, "--num_machines", "1",
              "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path / asked)],
             capture_output=True, text=True, env=env, timeout=120,
-        )
+        )  # fmt: skip
         assert ("TRAINING WOULD START" not in done.stdout) is stopped, done.stdout + done.stderr
         assert ("started only this one" in done.stderr) is stopped, done.stderr
 
