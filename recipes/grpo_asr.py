@@ -1,9 +1,9 @@
 """GRPO for a speech-to-text policy with a learned reward and/or reference transcripts.
 
-    accelerate launch recipes/grpo_asr.py                          # the embedded Bambara demo (CPU, minutes)
-    accelerate launch recipes/grpo_asr.py --max_steps 20           # flags override the demo YAML, field by field
-    accelerate launch recipes/grpo_asr.py --use_peft --lora_target_modules q_proj v_proj    # LoRA
-    accelerate launch --config_file accelerate_configs/multi_gpu.yaml recipes/grpo_asr.py \
+    accelerate launch -q recipes/grpo_asr.py                          # the embedded Bambara demo (CPU, minutes)
+    accelerate launch -q recipes/grpo_asr.py --max_steps 20           # flags override the demo YAML, field by field
+    accelerate launch -q recipes/grpo_asr.py --use_peft --lora_target_modules q_proj v_proj    # LoRA
+    accelerate launch -q --config_file accelerate_configs/multi_gpu.yaml recipes/grpo_asr.py \
         --config recipes/grpo_asr_whisper_small.yaml --dataset_name my_data.csv --reward_model_path my-reward-model
 
 `--config` chooses another base YAML (e.g. the GPU templates recipes/grpo_asr_whisper_small*.yaml). Evaluates

@@ -9,7 +9,7 @@ with the model's own CTC loss instead. Flags override that YAML field by field; 
     python recipes/sft_asr.py                                             # -> outputs/demo-whisper-sft
     python recipes/sft_asr.py --config recipes/sft_asr_ctc_demo.yaml      # -> outputs/demo-ctc-sft (CTC)
     python recipes/sft_asr.py --max_steps 50 --output_dir outputs/sft-try
-    accelerate launch recipes/sft_asr.py --config my_sft.yaml --model_name_or_path openai/whisper-small \
+    accelerate launch -q recipes/sft_asr.py --config my_sft.yaml --model_name_or_path openai/whisper-small \
         --dataset_name my_data.csv --dataset_test_split none --eval_split_size 200
 
 Writes the policy (usable in `pipeline("automatic-speech-recognition")` and `rlnf transcribe`), an ASR model
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     model, processor = build_policy(script_args, list(train[text]), training_args.seed)
     # the family's collator: the model's own loss (Whisper: cross-entropy; CTC: CTC over labels padded with -100)
     collator = policy_for(model, processor, PolicyOptions(max_completion_length=None)).sft_collator(audio, text)
-    columns = {"audio_column": audio, "reference_column": text, "max_new_tokens": script_args.eval_max_new_tokens}
+    columns = {"audio_column": audio, "reference_column": text, "max_new_tokens": script_args.eval_max_new_tokens,
+               "progress": not training_args.disable_tqdm}  # fmt: skip
     before = evaluate_asr(model, processor, held_out, **columns)
     training_args.remove_unused_columns = False
     trainer = Seq2SeqTrainer(

@@ -3,7 +3,7 @@
     python recipes/train_reward_model.py                                  # the demo YAML -> outputs/reward-model-demo
     python recipes/train_reward_model.py --max_steps 20 --output_dir outputs/try   # flags override the demo YAML
     python recipes/train_reward_model.py --config my.yaml --dataset_name my_scores.csv --score_scale 1
-    accelerate launch recipes/train_reward_model.py --fusion_type late
+    accelerate launch -q recipes/train_reward_model.py --fusion_type late
 
 The base YAML is recipes/reward_model_demo.yaml unless ``--config`` names another; flags override it. Options:
 `rlnf.trainers.reward_model_config.RewardModelTrainingArguments` (data, tokenizer, export) and every

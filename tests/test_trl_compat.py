@@ -10,7 +10,13 @@ import pytest
 from trl import GRPOTrainer, RLOOTrainer
 
 from rlnf.trainers import ASRGRPOTrainer, ASRRLOOTrainer, trl_compat
-from rlnf.trainers.trl_compat import OVERRIDDEN, check_trl_internals, missing_trl_internals
+from rlnf.trainers.trl_compat import (
+    BORROWED_FROM_GRPO,
+    OVERRIDDEN,
+    TRAINER_OVERRIDDEN,
+    check_trl_internals,
+    missing_trl_internals,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlnf"
 TRL_INTERNALS = re.compile(r"^\s*(from|import)\s+trl\.(trainer|distributed|extras)\b", re.MULTILINE)
@@ -24,6 +30,29 @@ def test_the_installed_trl_has_every_internal_rlnf_uses():
 def test_every_listed_private_method_is_overridden(ours, theirs):
     for name in OVERRIDDEN[theirs]:
         assert getattr(ours, name) is not getattr(theirs, name), name
+
+
+def test_every_private_override_is_listed():
+    """Any private method of TRL or transformers that an rlnf trainer overrides is in trl_compat's lists, so the
+    checks above cover it (a new override without an entry fails here)."""
+    from transformers import Trainer
+
+    from rlnf.trainers import ASRPPOTrainer
+    from rlnf.trainers.reward_model_trainer import RewardModelTrainer
+
+    unlisted = []
+    for ours in (ASRGRPOTrainer, ASRRLOOTrainer, ASRPPOTrainer, RewardModelTrainer):
+        external = [k for k in ours.__mro__ if not k.__module__.startswith("rlnf")]
+        for klass in (k for k in ours.__mro__ if k.__module__.startswith("rlnf")):
+            for name, value in vars(klass).items():
+                if not name.startswith("_") or name.startswith("__") or not callable(value):
+                    continue
+                owners = [k for k in external if name in vars(k)]
+                if not owners or name in BORROWED_FROM_GRPO:
+                    continue  # rlnf's own method, or GRPO's borrowed as it is
+                if name not in OVERRIDDEN.get(owners[0], {}) and not (Trainer in owners and name in TRAINER_OVERRIDDEN):
+                    unlisted.append(f"{ours.__name__}.{name} (of {owners[0].__name__})")
+    assert unlisted == []
 
 
 def test_a_moved_internal_is_named_and_fails_trainer_construction(monkeypatch):

@@ -1,7 +1,7 @@
 """Every TRL internal rlnf relies on, in one file: what a TRL upgrade must re-check.
 
 rlnf's speech trainers subclass TRL 1.16's ``GRPOTrainer`` and ``RLOOTrainer`` and override private methods
-(the list below, with the leading parameters rlnf relies on), patch the module-level ``create_model_from_path``
+(the list below, with the leading parameters rlnf relies on; also those of transformers' ``Trainer``), patch the module-level ``create_model_from_path``
 TRL builds the reference with, read the trainer's ``_dist`` backend, borrow GRPO's dataloader and repeat sampler
 for PPO, and use a few helpers of ``trl.trainer.utils``. No other module imports from ``trl.trainer``,
 ``trl.distributed`` or ``trl.extras`` (``tests/test_trl_compat.py`` greps for it).
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from transformers import Trainer
 from trl import GRPOTrainer, RLOOTrainer
 from trl.distributed import DistributedBackend
 from trl.extras.profiling import profiling_context
@@ -40,6 +41,7 @@ _SHARED = {
     "_get_per_token_logps_and_entropies": [*_LOG_PROBS, "compute_aux_loss"],
     "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
     "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+    "_set_signature_columns_if_needed": ["self"],
 }
 # The private methods rlnf overrides, by TRL class, with the leading parameters TRL calls them with.
 OVERRIDDEN: dict[type, dict[str, list[str]]] = {
@@ -49,6 +51,15 @@ OVERRIDDEN: dict[type, dict[str, list[str]]] = {
         "evaluation_loop": ["self", "dataloader", "description", "prediction_loss_only", "ignore_keys"],
     },
     RLOOTrainer: {**_SHARED, "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields"]},
+}
+# The private methods of transformers' Trainer that rlnf's trainers (speech and reward model) override.
+TRAINER_OVERRIDDEN: dict[str, list[str]] = {
+    "_issue_warnings_after_load": ["self", "load_result"],  # no "missing" warning for a tied weight on resume
+    "_save": ["self", "output_dir", "state_dict"],  # the full processor next to the weights
+    "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],  # PPO: the critic too
+    "_prepare_inputs": ["self", "inputs"],  # PPO: a rollout per generation batch
+    "_get_train_sampler": ["self", "train_dataset"],  # reward model: batches grouped by clip
+    "_set_signature_columns_if_needed": ["self"],  # keep the audio columns
 }
 # Methods ASRPPOTrainer takes from GRPOTrainer as they are (TRL's repeat sampler: G rows per clip, together).
 BORROWED_FROM_GRPO = ("get_train_dataloader", "_get_train_sampler")
@@ -69,6 +80,11 @@ def missing_trl_internals() -> list[str]:
             actual = list(inspect.signature(method).parameters)
             if actual[: len(params)] != params:
                 missing.append(f"{trl_class.__name__}.{name}{tuple(params)} (now {tuple(actual)})")
+    for name, params in TRAINER_OVERRIDDEN.items():
+        method = getattr(Trainer, name, None)
+        actual = list(inspect.signature(method).parameters) if method is not None else None
+        if actual is None or actual[: len(params)] != params:
+            missing.append(f"transformers Trainer.{name}{tuple(params)} ({'gone' if actual is None else actual})")
     missing += [f"GRPOTrainer.{n} (gone)" for n in BORROWED_FROM_GRPO if not hasattr(GRPOTrainer, n)]
     for module in (trl_grpo_module, trl_rloo_module):
         if not hasattr(module, REFERENCE_BUILDER):
@@ -84,13 +100,14 @@ def check_trl_internals() -> None:
     """Raise one clear error naming every TRL internal that moved (checked once per process)."""
     missing = missing_trl_internals()
     if missing:
+        import transformers
         import trl
 
         raise ImportError(
-            f"rlnf's speech trainers override TRL 1.16 internals, and trl {trl.__version__} moved: "
-            + "; ".join(missing)
-            + ". Install the TRL rlnf was tested with: pip install 'trl==1.16.*'"
-        )
+            f"rlnf's trainers override TRL 1.16 and transformers 5.24-5.25 internals, and trl {trl.__version__} / "
+            f"transformers {transformers.__version__} moved: " + "; ".join(missing)
+            + ". Install what rlnf was tested with: pip install 'trl==1.16.*' 'transformers>=5.24,<5.26'"
+        )  # fmt: skip
 
 
 @contextmanager
@@ -114,6 +131,7 @@ __all__ = [
     "BORROWED_FROM_GRPO",
     "DistributedBackend",
     "OVERRIDDEN",
+    "TRAINER_OVERRIDDEN",
     "add_fused_lm_head",
     "check_trl_internals",
     "distributed_backend",
