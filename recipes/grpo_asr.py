@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> dict:
         "reference_column": args.reference_column,
     }  # fmt: skip
     claim_output_dir(args.output_dir, identity, resume=resume, main=args.process_index == 0)
+    eval_column = args.eval_reference_column
     train, held_out, held_out_name = load_rl_train_eval(script_args, args)  # may turn eval WER off: audio only
     train, watch = watch_split(
         train, clips=args.wer_watch_clips, split=args.wer_watch_split, seed=args.seed, audio_column=args.audio_column,
         load_split=lambda name: load_asr_dataset(script_args.dataset_name, script_args.dataset_config)[name],
         forbidden=(script_args.dataset_train_split, script_args.dataset_test_split),
     )  # fmt: skip
-    if (notice := reference_free_notice(args, watching=watch is not None)) and args.process_index == 0:
+    wer_off_said = eval_column is not None and args.eval_reference_column is None  # load_rl_train_eval said it
+    if (notice := reference_free_notice(args, watch is not None, wer_off_said)) and args.process_index == 0:
         logger.warning(notice)
 
     model = load_policy_model(model_path, dtype=model_args.dtype or "auto")  # Whisper or CTC

@@ -189,9 +189,10 @@ def load_rl_train_eval(script_args: Any, args: Any) -> tuple[Any, Any, str]:
         check_columns(held_out, {column: "--eval_reference_column"}, where=f"held-out split ({name})", hint=hint)
     if args.process_index == 0:
         logger.warning(
-            "--reference_free: the held-out split (%s) has no %r column, so no held-out WER/CER is measured, before "
-            "or after training. To measure it, name a labelled split: --dataset_test_split NAME (or --wer_watch_split "
-            "NAME to watch it during training).",
+            "--reference_free: the held-out split (%s) has no %r column, so no held-out WER/CER is measured, before, "
+            "during or after training: nothing tells whether the learned reward's rise means better transcripts. To "
+            "measure it, name a labelled split: --dataset_test_split NAME (or --wer_watch_split NAME to watch it "
+            "during training).",
             name, column,
         )  # fmt: skip
     args.eval_reference_column = None

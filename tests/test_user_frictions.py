@@ -64,6 +64,8 @@ def test_audio_only_data_trains_reference_free_with_one_flag(assets, tmp_path: P
     messages = [r.getMessage() for r in caplog.records]
     said = [m for m in messages if "no held-out WER/CER is measured" in m]
     assert len(said) == 1 and "has no 'text' column" in said[0]  # one clear statement at start
+    assert "nothing tells whether the learned reward's rise" in said[0]
+    assert not [m for m in messages if "no held-out WER can be watched" in m]  # not said a second time
     assert any(
         "rewards reward_model (1), repetition_penalty (1), empty_penalty (1); wer dropped" in m for m in messages
     )

@@ -65,6 +65,7 @@ def test_configuration_errors_name_what_is_missing(tmp_path):
     assert reference_free_notice(free, watching=True) is None
     free.eval_reference_column = None
     assert "no held-out WER can be watched" in reference_free_notice(free, watching=False)
+    assert reference_free_notice(free, watching=False, wer_off_said=True) is None
 
 
 def test_a_run_gaming_its_reward_is_stopped_at_the_best_watched_checkpoint(tmp_path):

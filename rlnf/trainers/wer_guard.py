@@ -58,9 +58,10 @@ def configure_wer_watch(args: Any) -> None:
         args.greater_is_better = False
 
 
-def reference_free_notice(args: Any, watching: bool) -> str | None:
-    """What a reference-free run (a learned reward alone) must be told at start-up about watching its WER."""
-    if args.reference_column is not None or watching:
+def reference_free_notice(args: Any, watching: bool, wer_off_said: bool = False) -> str | None:
+    """What a reference-free run (a learned reward alone) must be told at start-up about watching its WER;
+    ``wer_off_said``: the data loading already said that the held-out split has no transcripts (said once)."""
+    if args.reference_column is not None or watching or wer_off_said:
         return None
     if args.eval_reference_column is None:
         return (
