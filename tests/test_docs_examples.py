@@ -123,7 +123,7 @@ EXAMPLES: dict[str, Check] = {
         extra=NO_BF16,
     ),
     # ------------------------------------------------------------------------------------------- docs/scaling.md
-    "ACCELERATE_USE_CPU=1 accelerate launch --config_file accelerate_configs/cpu_2proc.yaml": Check(
+    "ACCELERATE_USE_CPU=1 accelerate launch -q --config_file accelerate_configs/cpu_2proc.yaml": Check(
         "launch", "really launched: 2 CPU processes through accelerate/torchrun (gloo), shrunk like the other runs"
     ),
     "--config_file accelerate_configs/single_gpu.yaml recipes/grpo_asr.py --config <recipe>.yaml": Check(
