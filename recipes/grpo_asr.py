@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from transformers import AutoProcessor  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import TrlParser, get_peft_config  # noqa: E402
 
 from rlnf import get_reward_funcs  # noqa: E402
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> dict:
     log_into_output_dir(trainer)
     evaluate_held_out = (lambda: trainer.evaluate(held_out)) if watch is not None else trainer.evaluate
     before = run_before(args.output_dir, evaluate_held_out, resuming=bool(resume), main=main_process)
+    if resume and main_process:  # say which checkpoint: a folder can hold several runs' checkpoints
+        checkpoint = resume if isinstance(resume, str) else get_last_checkpoint(args.output_dir)
+        logger.warning("resuming from %s", checkpoint or f"no checkpoint in {args.output_dir}")
     trainer.train(resume_from_checkpoint=resume)
     after = evaluate_held_out()  # with stop_when_wer_rises: the checkpoint of the lowest watch WER
     trainer.save_model(args.output_dir)

@@ -128,7 +128,7 @@ def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, 
     assert "evaluation split `2 clips held out of the training split (seed 0)`" in card
 
 
-def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
+def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path, caplog) -> None:
     out = tmp_path / "full"
     first = grpo_recipe.main(grpo_flags(assets, out, "--save_strategy", "steps", "--save_steps", "2"))
     before = json.loads((out / "eval_before.json").read_text())
@@ -143,8 +143,10 @@ def test_grpo_full_run_card_pipeline_and_resume(assets, tmp_path: Path) -> None:
     # Resume: "before" is the run's stored one, not a new evaluation of whatever is loaded now.
     marker = {"eval_wer": 0.123, "eval_cer": 0.456, "eval_loss": None}
     (out / "eval_before.json").write_text(json.dumps(marker))
-    resumed = grpo_recipe.main(grpo_flags(assets, out, "--resume_from_checkpoint", "true", "--max_steps", "3"))
+    with caplog.at_level(logging.WARNING):
+        resumed = grpo_recipe.main(grpo_flags(assets, out, "--resume_from_checkpoint", "true", "--max_steps", "3"))
     assert resumed["global_steps"] == 3
+    assert f"resuming from {out / 'checkpoint-2'}" in caplog.text  # names the checkpoint it resumes
     assert resumed["eval_before"] == {"eval_wer": 0.123, "eval_cer": 0.456}
     assert json.loads((out / "results.json").read_text())["eval_before"]["eval_wer"] == 0.123
 
