@@ -39,9 +39,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEMO_EVAL_SEEDS",
+    "DEMO_OPTIONS",
     "ScorerDatasetError",
     "clip_keys",
-    "DEMO_OPTIONS",
     "decode_check",
     "demo_options",
     "demo_scorer_dataset",

@@ -1,10 +1,11 @@
 """Every TRL internal rlnf relies on, in one file: what a TRL upgrade must re-check.
 
 rlnf's speech trainers subclass TRL 1.16's ``GRPOTrainer`` and ``RLOOTrainer`` and override private methods
-(the list below, with the leading parameters rlnf relies on; also those of transformers' ``Trainer``), patch the module-level ``create_model_from_path``
-TRL builds the reference with, read the trainer's ``_dist`` backend, borrow GRPO's dataloader and repeat sampler
-for PPO, and use a few helpers of ``trl.trainer.utils``. No other module imports from ``trl.trainer``,
-``trl.distributed`` or ``trl.extras`` (``tests/test_trl_compat.py`` greps for it).
+(the lists below, with the leading parameters rlnf relies on; also transformers' ``Trainer``'s), patch the
+module-level ``create_model_from_path`` TRL builds the reference with, read the trainer's ``_dist`` backend,
+borrow GRPO's dataloader and repeat sampler for PPO, and use a few helpers of ``trl.trainer.utils``. No other
+module imports from ``trl.trainer``, ``trl.distributed`` or ``trl.extras`` (``tests/test_trl_compat.py`` greps
+for it).
 
 `missing_trl_internals` lists what moved in the installed TRL (checks of what rlnf uses, not a version string);
 `check_trl_internals` turns that into one clear error when a trainer is built, so a TRL outside the pin fails at
@@ -70,21 +71,17 @@ BACKEND_ATTRIBUTES = ("is_fsdp", "is_zero3", "summon_full_params")  # read on th
 
 def missing_trl_internals() -> list[str]:
     """What rlnf needs from TRL and the installed TRL lacks (empty when everything is where rlnf expects)."""
+    overridden = [*((c, n, p) for c, methods in OVERRIDDEN.items() for n, p in methods.items()),
+                  *((Trainer, n, p) for n, p in TRAINER_OVERRIDDEN.items())]  # fmt: skip
     missing = []
-    for trl_class, methods in OVERRIDDEN.items():
-        for name, params in methods.items():
-            method = getattr(trl_class, name, None)
-            if method is None:
-                missing.append(f"{trl_class.__name__}.{name} (gone)")
-                continue
-            actual = list(inspect.signature(method).parameters)
-            if actual[: len(params)] != params:
-                missing.append(f"{trl_class.__name__}.{name}{tuple(params)} (now {tuple(actual)})")
-    for name, params in TRAINER_OVERRIDDEN.items():
-        method = getattr(Trainer, name, None)
-        actual = list(inspect.signature(method).parameters) if method is not None else None
-        if actual is None or actual[: len(params)] != params:
-            missing.append(f"transformers Trainer.{name}{tuple(params)} ({'gone' if actual is None else actual})")
+    for owner, name, params in overridden:
+        method = getattr(owner, name, None)
+        if method is None:
+            missing.append(f"{owner.__name__}.{name} (gone)")
+            continue
+        actual = list(inspect.signature(method).parameters)
+        if actual[: len(params)] != params:
+            missing.append(f"{owner.__name__}.{name}{tuple(params)} (now {tuple(actual)})")
     missing += [f"GRPOTrainer.{n} (gone)" for n in BORROWED_FROM_GRPO if not hasattr(GRPOTrainer, n)]
     for module in (trl_grpo_module, trl_rloo_module):
         if not hasattr(module, REFERENCE_BUILDER):
