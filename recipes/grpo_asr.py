@@ -24,7 +24,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from transformers import AutoProcessor  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import TrlParser, get_peft_config  # noqa: E402
 
 from rlnf import get_reward_funcs  # noqa: E402
@@ -38,8 +37,8 @@ from rlnf.recipe_support import (  # noqa: E402
     ASRModelConfig,
     ASRScriptArguments,
     apply_reference_free,
-    claim_output_dir,
     finish_run,
+    given_flags,
     load_rl_train_eval,
     log_into_output_dir,
     resume_argument,
@@ -48,6 +47,7 @@ from rlnf.recipe_support import (  # noqa: E402
     with_clip_ids,
 )
 from rlnf.rewards.registry import check_reference_free  # noqa: E402
+from rlnf.run_identity import StampCheckpoints, claim_output_dir, data_identity  # noqa: E402
 from rlnf.trainers.choice import demo_config, method_name, pop_trainer_choice, trainer_classes  # noqa: E402
 from rlnf.trainers.wer_guard import WATCH, WERWatch, reference_free_notice  # noqa: E402
 
@@ -65,6 +65,11 @@ class GRPOScriptArguments(ASRScriptArguments):
     reward_model_path: str | None = field(
         default="demo", metadata={"help": "reward model folder or hub id ('demo': the shipped demo reward model)"}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "start over in an --output_dir that holds a run: its checkpoints and results are deleted "
+                  "(without it such a folder is refused; --resume_from_checkpoint true continues that run)"},
+    )  # fmt: skip
     merge_lora: bool = field(
         default=True,
         metadata={"help": "with --use_peft, also save the merged model in OUTPUT_DIR/merged (a plain checkpoint for "
@@ -89,16 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     apply_reference_free(script_args, args, main=args.process_index == 0)  # --reference_free: rewards without wer/cer
     check_reference_free(script_args.reward_funcs, args.reference_column)  # before anything is loaded
-    identity = {
-        "recipe": "grpo_asr", "trainer": trainer_name, "model": model_args.model_name_or_path,
-        "dataset": script_args.dataset_name, "dataset_config": script_args.dataset_config,
-        "train_split": script_args.dataset_train_split, "reward_funcs": list(script_args.reward_funcs),
-        "reward_model": script_args.reward_model_path if use_reward_model else None,
-        "reference_column": args.reference_column,
-    }  # fmt: skip
-    claim_output_dir(args.output_dir, identity, resume=resume, main=args.process_index == 0)
     eval_column = args.eval_reference_column
-    train, held_out, held_out_name = load_rl_train_eval(script_args, args)  # may turn eval WER off: audio only
+    train, held_out, held_out_name = load_rl_train_eval(script_args, args, given_flags(argv))  # may turn eval WER off
     train, watch = watch_split(
         train, clips=args.wer_watch_clips, split=args.wer_watch_split, seed=args.seed, audio_column=args.audio_column,
         load_split=lambda name: load_asr_dataset(script_args.dataset_name, script_args.dataset_config)[name],
@@ -114,18 +111,31 @@ def main(argv: list[str] | None = None) -> dict:
         script_args.reward_funcs, weights=args.reward_weights, reward_model_path=reward_model_path,
         audio_column=args.audio_column, reference_column=args.reference_column,
     )  # fmt: skip
+    identity = {
+        "recipe": "grpo_asr", "trainer": trainer_name, "model": model_args.model_name_or_path,
+        "dataset": script_args.dataset_name, "dataset_config": script_args.dataset_config,
+        "train_split": script_args.dataset_train_split, "data": data_identity(train, held_out),
+        "reward_funcs": list(script_args.reward_funcs), "reward_weights": list(args.reward_weights),
+        "reward_model": script_args.reward_model_path if use_reward_model else None,
+        "reference_column": args.reference_column, "learning_rate": args.learning_rate,
+    }  # fmt: skip
+    # every input checked (a failed start leaves no claim): the folder is this run's, the checkpoint this run's
+    resume = claim_output_dir(
+        args.output_dir, identity, resume=resume, overwrite=script_args.overwrite_output_dir,
+        main=args.process_index == 0,
+    )  # fmt: skip
     trainer = trainer_class(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=with_clip_ids(train, args.audio_column),
         eval_dataset={WATCH: watch} if watch is not None else held_out,  # what is evaluated during training
-        processing_class=processor, peft_config=get_peft_config(model_args),
+        processing_class=processor, peft_config=get_peft_config(model_args), callbacks=[StampCheckpoints(identity)],
     )  # fmt: skip
+    trainer.create_model_card = lambda *args, **kwargs: None  # not TRL's generic card at each save: rlnf's, at the end
     main_process = trainer.is_world_process_zero()
     log_into_output_dir(trainer)
     evaluate_held_out = (lambda: trainer.evaluate(held_out)) if watch is not None else trainer.evaluate
     before = run_before(args.output_dir, evaluate_held_out, resuming=bool(resume), main=main_process)
-    if resume and main_process:  # say which checkpoint: a folder can hold several runs' checkpoints
-        checkpoint = resume if isinstance(resume, str) else get_last_checkpoint(args.output_dir)
-        logger.warning("resuming from %s", checkpoint or f"no checkpoint in {args.output_dir}")
+    if resume and main_process:  # say which checkpoint, checked to be this run's
+        logger.warning("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     after = evaluate_held_out()  # with stop_when_wer_rises: the checkpoint of the lowest watch WER
     trainer.save_model(args.output_dir)

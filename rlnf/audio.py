@@ -74,6 +74,14 @@ def _source(item: Any) -> Any:
     return item
 
 
+def clip_file_name(item: Any) -> str | None:
+    """The file name of an audio item that has a path (a path, a ``{"path"}`` dict, an ``AudioDecoder``), else
+    None: what names a clip to the user (row numbers change once a held-out split is carved out)."""
+    item = _source(item)
+    path = item if isinstance(item, (str, os.PathLike)) else (item.get("path") if isinstance(item, dict) else None)
+    return os.path.basename(os.fspath(path)) if path else None
+
+
 def _dict_rate(item: dict, sampling_rate: int | None, where: str) -> int:
     rate = item.get("sampling_rate")
     if rate is None:

@@ -31,6 +31,11 @@ from typing import NoReturn, TypeVar
 ERROR_FILE_ENV = "RLNF_ERROR_FILE"
 TRACEBACK_ENV = "RLNF_TRACEBACK"
 EXIT_CODE = 2  # argparse's code for a usage error
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a process ended by SIGINT
+INTERRUPTED = (
+    "interrupted: a training run continues from its last saved checkpoint with --resume_from_checkpoint true "
+    "(same flags otherwise)"
+)
 OTHER_RANK_GRACE_SECONDS = 3.0
 _PATH_TYPES = (FileNotFoundError, FileExistsError)
 _CHECK_TYPES = (ValueError, ImportError)
@@ -113,6 +118,7 @@ def report_user_error(error: BaseException) -> None:
     """Tell the user once: on stderr from rank 0, or into ``$RLNF_ERROR_FILE.<rank>`` for a launcher to print."""
     message = str(error) or type(error).__name__
     rank = process_rank()
+    _close_progress_bars()
     error_file = os.environ.get(ERROR_FILE_ENV, "").strip()
     if error_file:
         Path(f"{error_file}.{rank}").write_text(message, encoding="utf-8")
@@ -135,11 +141,26 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _close_progress_bars() -> None:
+    """Close tqdm's open bars first: one left open redraws itself over the error line."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def run_main(main: Callable[[], T]) -> T:
     """Run a command-line entry point (``if __name__ == "__main__": run_main(main)``) and return its result: a user
-    error ends it with ``error: <message>`` and exit code 2; any other exception propagates with its traceback."""
+    error ends it with ``error: <message>`` and exit code 2, Ctrl-C with one line and exit code 130; any other
+    exception propagates with its traceback."""
     try:
         return main()
+    except KeyboardInterrupt:
+        if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+            raise
+        _close_progress_bars()
+        if process_rank() == 0:
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+        _exit(INTERRUPTED_EXIT_CODE)
     except Exception as error:
         if not is_user_error(error) or os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
             raise
@@ -150,6 +171,7 @@ def run_main(main: Callable[[], T]) -> T:
 __all__ = [
     "ERROR_FILE_ENV",
     "EXIT_CODE",
+    "INTERRUPTED_EXIT_CODE",
     "TRACEBACK_ENV",
     "LaunchError",
     "RlnfUserError",

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import ModelConfig, ScriptArguments
 
-from .data.loading import check_columns, load_asr_dataset, train_eval_splits
+from .audio import clip_file_name
+from .data.loading import check_columns, choose_train_split, load_asr_dataset, train_eval_splits
 
 logger = logging.getLogger(__name__)
 BEFORE_FILE = "eval_before.json"
@@ -75,6 +76,11 @@ def with_base_config(argv: Sequence[str], base: str | os.PathLike) -> list[str]:
     return ["--config", os.fspath(base), *argv]
 
 
+def given_flags(argv: Sequence[str]) -> frozenset[str]:
+    """The fields the command line sets (``--name value`` or ``--name=value``), as opposed to the base YAML's."""
+    return frozenset(arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--"))
+
+
 def resume_argument(value: str | bool | None) -> str | bool | None:
     """``--resume_from_checkpoint true`` -> True (the last checkpoint in output_dir), ``false``/``none`` -> None,
     anything else is a checkpoint folder. TrlParser gives the string; Trainer would read "true" as a path."""
@@ -107,10 +113,12 @@ def load_train_eval(
     seed: int,
     eval_text_column: str | None | object = _SAME,
     missing_text_hint: str | None = None,
+    named: Collection[str] = (),
 ) -> tuple[Any, Any, str]:
     """(train, held_out, held_out_name) from the script arguments: the named splits, or a held-out split carved
     out of the training split by clip when the data has none (its name then says so, for the model card),
-    capped by ``max_eval_samples``.
+    capped by ``max_eval_samples``. ``named``: the flags the user gave (`given_flags`): a split name given there
+    must be in the data, while the base YAML's names adapt to it (`rlnf.data.loading.train_eval_splits`).
 
     Columns are checked in the two splits used (``text_column`` in the training split, ``eval_text_column``,
     by default the same, in the held-out one; None: not needed), naming the flag and ``missing_text_hint``.
@@ -121,10 +129,10 @@ def load_train_eval(
                             text_column=None)  # fmt: skip
     train, held_out = train_eval_splits(
         data, script_args.dataset_train_split, script_args.dataset_test_split,
-        eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column,
+        eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column, named=named,
     )  # fmt: skip
-    if script_args.dataset_train_split not in data:  # the only split, trained on (train_eval_splits said so)
-        script_args.dataset_train_split = next(iter(data))
+    # the split trained on (the YAML's name may have fallen back to the data's own), for cards and results
+    script_args.dataset_train_split = choose_train_split(data, script_args.dataset_train_split, named)
     where = f"dataset {script_args.dataset_name!r} split {script_args.dataset_train_split!r}"
     check_columns(train, {text_column: "--reference_column"}, where=where, hint=missing_text_hint)
     name = script_args.dataset_test_split
@@ -168,14 +176,14 @@ def apply_reference_free(script_args: Any, args: Any, *, main: bool = True) -> N
         logger.warning("--reference_free: training on the audio alone, rewards %s%s", rewards, without)
 
 
-def load_rl_train_eval(script_args: Any, args: Any) -> tuple[Any, Any, str]:
+def load_rl_train_eval(script_args: Any, args: Any, named: Collection[str] = ()) -> tuple[Any, Any, str]:
     """`load_train_eval` for the RL recipes, with the columns of their speech config (``args``): transcripts
     are needed in the training split only for reference-based rewards, and in the held-out split for the WER.
     With ``--reference_free``, a held-out split without transcripts (audio-only data) gives no WER: said once,
     here, and ``args.eval_reference_column`` becomes None; without it, the error suggests the flags."""
     train, held_out, name = load_train_eval(
         script_args, audio_column=args.audio_column, text_column=args.reference_column, seed=args.seed,
-        eval_text_column=None, missing_text_hint=REFERENCE_FREE_HINT,
+        eval_text_column=None, missing_text_hint=REFERENCE_FREE_HINT, named=named,
     )  # fmt: skip
     column = args.eval_reference_column
     columns = getattr(held_out, "column_names", None)
@@ -201,8 +209,7 @@ def load_rl_train_eval(script_args: Any, args: Any) -> tuple[Any, Any, str]:
 
 def clip_id(item: Any, index: int) -> str:
     """A short name for a clip: its file name when it has a path, else its row number."""
-    path = item if isinstance(item, (str, os.PathLike)) else (item.get("path") if isinstance(item, dict) else None)
-    return os.path.basename(os.fspath(path)) if path else f"row {index}"
+    return clip_file_name(item) or f"row {index}"
 
 
 def with_clip_ids(dataset: Any, audio_column: str) -> Any:
@@ -241,49 +248,6 @@ def log_into_output_dir(trainer: Any) -> None:
             callback.logging_dir = os.path.join(trainer.args.output_dir, default_logdir())
 
 
-RUN_FILE = "rlnf_run.json"
-
-
-def claim_output_dir(
-    output_dir: str | os.PathLike, identity: dict[str, Any], *, resume: str | bool | None, main: bool
-) -> None:
-    """Make sure ``output_dir`` belongs to this run before anything is written or resumed there.
-
-    The identity (recipe, trainer, model, data, rewards) is kept in ``output_dir/rlnf_run.json``. A folder that
-    holds another run is refused, naming both: without this, changing only ``--dataset_name`` wrote into the
-    demo's folder, and ``--resume_from_checkpoint true`` "resumed" the demo's last checkpoint and mixed its
-    results with the new data's. A folder with checkpoints but no identity cannot be resumed blindly either."""
-    folder = Path(output_dir)
-    path = folder / RUN_FILE
-    described = ", ".join(f"{key} {value!r}" for key, value in identity.items())
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != identity:
-            differs = ", ".join(
-                f"{key}: {saved.get(key)!r} there, {identity.get(key)!r} now"
-                for key in sorted(set(saved) | set(identity))
-                if saved.get(key) != identity.get(key)
-            )
-            raise ValueError(
-                f"--output_dir {str(folder)!r} holds another run ({differs}). Pass another --output_dir for this "
-                "run, or delete that folder to replace it."
-            )
-        if resume:
-            logger.info("resuming the run in %s (%s) from %s", folder, described, resume)
-    elif resume is True or any(folder.glob("checkpoint-*")):
-        raise ValueError(
-            f"--output_dir {str(folder)!r} holds checkpoints of a run rlnf cannot identify (no {RUN_FILE}): "
-            "pass another --output_dir, or delete that folder to start over"
-            if any(folder.glob("checkpoint-*"))
-            else f"--resume_from_checkpoint: {str(folder)!r} has no run to resume (no {RUN_FILE}, no checkpoint)"
-        )
-    if main:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(RUN_FILE + ".partial")
-        partial.write_text(json.dumps(identity, indent=2) + "\n")
-        os.replace(partial, path)
-
-
 def finish_run(trainer: Any, output_dir: str | os.PathLike, results: dict[str, Any], results_name: str) -> None:
     """The end of every recipe: the main process writes ``results_name`` (JSON, atomically: a reader never sees
     half a file) and prints it; then every rank waits for it and ends the run (without the barrier about one
@@ -302,8 +266,8 @@ __all__ = [
     "MIN_HELD_OUT",
     "REFERENCE_FREE_HINT",
     "apply_reference_free",
-    "claim_output_dir",
     "finish_run",
+    "given_flags",
     "ASRModelConfig",
     "ASRScriptArguments",
     "clip_id",

@@ -458,6 +458,34 @@ def test_hold_out_by_clip_keeps_every_row_of_a_clip_together() -> None:
     assert (len(tr), len(ev)) == (20, 4)
 
 
+def test_split_names_from_the_yaml_adapt_but_names_the_user_gave_must_exist() -> None:
+    from datasets import Dataset, DatasetDict
+
+    from rlnf.data.loading import train_eval_splits
+
+    data = Dataset.from_dict({"audio": [f"/d/c{i}.wav" for i in range(10)], "text": ["t"] * 10})
+    both = DatasetDict({"train": data, "test": data.select(range(3))})
+    tr, ev = train_eval_splits(both, "rl_train", "test")  # the demo YAML's names on a train/test audiofolder
+    assert (len(tr), len(ev)) == (10, 3)
+    with pytest.raises(ValueError, match=r"no split 'rl_train' \(--dataset_train_split\); its splits are"):
+        train_eval_splits(both, "rl_train", "test", named={"dataset_train_split"})
+    with pytest.raises(ValueError, match=r"no split 'tset' \(--dataset_test_split\); its splits are \['train', "
+                       r"'test'\]. Name one, or pass --dataset_test_split none"):  # fmt: skip
+        train_eval_splits(both, "train", "tset", named={"dataset_test_split"})
+    tr, ev = train_eval_splits(both, "train", "tset", eval_size=2)  # the YAML's name: held out of train
+    assert (len(tr), len(ev)) == (8, 2)
+    tr, ev = train_eval_splits(both, "train", "none", eval_size=2, named={"dataset_test_split"})
+    assert (len(tr), len(ev)) == (8, 2)
+
+
+def test_given_flags_are_the_command_lines_not_the_yamls() -> None:
+    from rlnf.recipe_support import given_flags
+
+    assert given_flags(["--dataset_test_split", "x", "--max-steps=3", "value", "-q"]) == {
+        "dataset_test_split", "max_steps",
+    }  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------- plots, cards
 def test_plot_says_why_the_wer_panel_is_empty() -> None:
     from rlnf.plotting import training_curves_figure
@@ -572,21 +600,85 @@ def test_grpo_recipe_trains_a_ctc_policy(assets, tmp_path: Path) -> None:
 
 
 def test_another_run_cannot_reuse_or_resume_a_folder_that_holds_a_different_run(assets, tmp_path: Path) -> None:
-    """The trap: only --dataset_name changed, same output folder, --resume_from_checkpoint true."""
+    """The trap: only --dataset_name changed, same output folder, --resume_from_checkpoint true; or the same file
+    name with other rows; or other rewards or learning rate on resume."""
     out = tmp_path / "shared"
     first = grpo_recipe.main(grpo_flags(assets, out, "--save_strategy", "steps", "--save_steps", "2"))
     assert first["global_steps"] == 2 and (out / "checkpoint-2").is_dir()
+    stamp = json.loads((out / "checkpoint-2" / "rlnf_run.json").read_text())  # the checkpoint knows its run
+    assert stamp == json.loads((out / "rlnf_run.json").read_text()) and stamp["data"]["train"]["rows"] == 6
     saved = (out / "results.json").read_text()
     other_csv = assets["root"] / "other.csv"
     other_csv.write_text(assets["csv"].read_text(encoding="utf-8"), encoding="utf-8")  # same rows, another dataset
     flags = grpo_flags(assets, out, "--max_steps", "4")
     flags[flags.index("--dataset_name") + 1] = str(other_csv)
-    with pytest.raises(ValueError, match=r"holds another run \(dataset: '.*data.csv' there, '.*other.csv' now\)"):
+    with pytest.raises(
+        ValueError, match=r"holds another run \(data: .*, dataset: '.*data.csv' there, '.*other.csv' now"
+    ):
         grpo_recipe.main([*flags, "--resume_from_checkpoint", "true"])
+    with pytest.raises(ValueError, match=r"holds another run \(.*\): pass another --output_dir"):
+        grpo_recipe.main(flags)  # nor a fresh run
+    resume = ["--max_steps", "4", "--resume_from_checkpoint", "true"]
+    for changed in (["--learning_rate", "0.1"], ["--reward_weights", "1", "2"]):
+        with pytest.raises(
+            ValueError,
+            match=r"holds another run \((learning_rate: 5e-05 there, 0.1 now|"
+            r"reward_weights: \[1.0, 1.0\] there, \[1.0, 2.0\] now)\)\. A resumed run keeps",
+        ):
+            grpo_recipe.main(grpo_flags(assets, out, *resume, *changed))
     assert (out / "results.json").read_text() == saved and not (out / "checkpoint-4").exists()  # nothing mixed
-    resumed = grpo_recipe.main(  # the same run resumes
-        grpo_flags(assets, out, "--max_steps", "4", "--resume_from_checkpoint", "true", "--save_strategy", "no")
-    )
+    resumed = grpo_recipe.main(grpo_flags(assets, out, *resume, "--save_strategy", "no"))  # the same run resumes
     assert resumed["global_steps"] == 4
     with pytest.raises(ValueError, match=r"has no run to resume"):
         grpo_recipe.main(grpo_flags(assets, tmp_path / "empty", "--resume_from_checkpoint", "true"))
+
+
+def test_a_fresh_run_never_starts_over_an_earlier_runs_checkpoints(assets, tmp_path: Path) -> None:
+    """Otherwise a shorter second run leaves the first one's higher checkpoints, and a later resume takes them."""
+    out = tmp_path / "again"
+    save = ["--save_strategy", "steps", "--save_steps", "1"]
+    grpo_recipe.main(grpo_flags(assets, out, *save, "--max_steps", "3"))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # save_total_limit 2
+    with pytest.raises(
+        ValueError,
+        match=r"already holds this run's checkpoints or results: pass "
+        r"--resume_from_checkpoint true to continue it .*--overwrite_output_dir to start over",
+    ):
+        grpo_recipe.main(grpo_flags(assets, out, *save, "--max_steps", "1"))
+    again = grpo_recipe.main(grpo_flags(assets, out, *save, "--max_steps", "1", "--overwrite_output_dir", "true"))
+    assert again["global_steps"] == 1 and [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
+    resumed = grpo_recipe.main(grpo_flags(assets, out, "--max_steps", "2", "--resume_from_checkpoint", "true"))
+    assert resumed["global_steps"] == 2  # from its own checkpoint-1, not the first run's checkpoint-3
+
+    # a checkpoint of another run named by path: refused by its stamp
+    other = tmp_path / "other"
+    grpo_recipe.main(grpo_flags(assets, other, *save, "--max_steps", "1", "--learning_rate", "0.001"))
+    with pytest.raises(ValueError, match=r"checkpoint-1: that checkpoint belongs to another run \(learning_rate"):
+        grpo_recipe.main(grpo_flags(assets, out, "--max_steps", "3", "--resume_from_checkpoint",
+                                    str(other / "checkpoint-1")))  # fmt: skip
+
+
+def test_resume_refuses_the_same_file_name_with_other_rows(assets, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.csv"
+    rows = [line.replace("clips/", f"{assets['root']}/clips/") for line in assets["csv"].read_text().splitlines()]
+    mine.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "mine-out"
+    flags = grpo_flags(assets, out, "--save_strategy", "steps", "--save_steps", "1", "--max_steps", "1")
+    flags[flags.index("--dataset_name") + 1] = str(mine)
+    grpo_recipe.main(flags)
+    mine.write_text("\n".join(rows[:-1]) + "\n", encoding="utf-8")  # one clip fewer, same file name
+    with pytest.raises(
+        ValueError, match=r"holds another run \(data: the training split changed \(6 rows there, 5 now\)"
+    ):
+        grpo_recipe.main([*flags, "--max_steps", "2", "--resume_from_checkpoint", "true"])
+
+
+def test_a_failed_start_leaves_no_claim_on_the_folder(assets, tmp_path: Path) -> None:
+    """Following an error's advice (here: add --reference_free) is not refused as "another run"."""
+    out = tmp_path / "advice"
+    flags = grpo_flags(assets, out)
+    flags[flags.index("--dataset_name") + 1] = str(assets["root"] / "audio_only.csv")
+    with pytest.raises(ValueError, match="pass --reference_free"):
+        grpo_recipe.main(flags)
+    assert not (out / "rlnf_run.json").exists()
+    assert grpo_recipe.main([*flags, "--reference_free", "--max_steps", "1"])["global_steps"] == 1

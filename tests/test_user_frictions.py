@@ -341,3 +341,79 @@ def test_two_cpu_processes_as_docs_scaling_says(tmp_path: Path) -> None:
         {"world": 2, "rank": 1, "launched": "2"},
     ]
     assert launch("--num_processes", "2") == [{"world": 1, "rank": 0, "launched": None}]
+
+
+# ----------------------------------------------------------------------------------------------- (d) one-line errors
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (None, "missing.csv", r"dataset '.*missing.csv': no such file or folder"),
+        ("", "empty.csv", r"dataset '.*empty.csv': the file is empty"),
+        ("audio,text\n", "header.csv", r"dataset '.*header.csv' has no rows \(a header line only\?\)"),
+        ('audio,text\n"unclosed\n', "broken.csv", r"dataset '.*broken.csv' cannot be read as CSV: "),
+        (None, "someone/no-such-dataset", r"not a local file or folder, nor a hub dataset that could be loaded"),
+    ],
+)
+def test_unreadable_data_is_one_user_error_naming_the_file(tmp_path: Path, content, name, message) -> None:
+    from rlnf.data.loading import load_asr_dataset
+    from rlnf.errors import is_user_error
+
+    path = tmp_path / name if "/" not in name else name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as caught:
+        load_asr_dataset(str(path))
+    assert is_user_error(caught.value)  # `error: ...`, exit code 2, no traceback
+
+
+def test_a_clip_too_short_for_the_reward_model_is_named_by_its_file(assets, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from rlnf.errors import is_user_error
+    from rlnf.trainers.speech import RewardInputError
+
+    sf.write(tmp_path / "blip.wav", synthetic_clip(0.04, 200.0, seed=1), 16000)  # 40 ms: under one 64 ms window
+    rows = [f"{assets['root']}/clips/c{i}.wav,{TEXTS[i % len(TEXTS)]}" for i in range(6)]
+    data = tmp_path / "short.csv"
+    data.write_text("\n".join(["audio,text", f"{tmp_path}/blip.wav,{TEXTS[0]}", *rows]) + "\n", encoding="utf-8")
+    argv = flags(assets, "unused", tmp_path / "out", "--dataset_test_split", "none", "--eval_split_size", "1",
+                 "--max_steps", "1", "--seed", "1", "--shuffle_dataset", "false")  # fmt: skip
+    argv[argv.index("--dataset_name") + 1] = str(data)
+    with pytest.raises(RewardInputError, match=r"'reward_model' at global step \d: clip 'blip.wav' \(row \d+\): 40 ms "
+                       r"of audio is too short for the reward model, which needs more than 64 ms") as caught:  # fmt: skip
+        grpo_recipe.main(argv)
+    assert is_user_error(caught.value)
+
+
+def test_ctrl_c_ends_with_one_line_and_no_generic_card(assets, tmp_path: Path, monkeypatch) -> None:
+    """The recipe does not leave TRL's generic card at its checkpoint saves; run_main turns Ctrl-C into one line."""
+    import subprocess
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(grpo_recipe, "asr_model_card", interrupted)  # Ctrl-C once training and its saves are done
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        grpo_recipe.main(flags(assets, "data.csv", out, "--save_strategy", "steps", "--save_steps", "1"))
+    assert (out / "checkpoint-2").is_dir() and not (out / "README.md").exists()
+
+    script = "from rlnf.errors import run_main\ndef main():\n    raise KeyboardInterrupt\nrun_main(main)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "interrupted: a training run continues from its last saved checkpoint with --resume_from_checkpoint true "
+        "(same flags otherwise)"
+    ]
+
+
+def test_an_error_line_is_not_drawn_over_by_an_open_progress_bar(capsys) -> None:
+    from tqdm.auto import tqdm
+
+    from rlnf.errors import report_user_error
+
+    bar = tqdm(total=10, desc="steps")
+    bar.update(3)
+    report_user_error(ValueError("bad clip"))
+    assert bar not in getattr(type(bar), "_instances", set())  # closed before the line: nothing redraws after it
+    assert capsys.readouterr().err.rstrip().endswith("error: bad clip")

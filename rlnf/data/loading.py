@@ -136,14 +136,17 @@ def load_asr_dataset(
     elif path.is_dir():
         data = _load_needing_torchcodec(name, "audiofolder", data_dir=str(path), **load_kwargs)
     elif path.is_file():
-        if path.suffix not in _FILE_BUILDERS:
-            raise ValueError(f"{name}: unsupported file type {path.suffix!r}; use one of {sorted(_FILE_BUILDERS)}")
-        data = datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), **load_kwargs)
+        data = _load_file(name, path, **load_kwargs)
         data = datasets.DatasetDict({k: _resolve_paths(v, audio_column, path.parent) for k, v in data.items()})
+    elif path.suffix in _FILE_BUILDERS or name.startswith((".", "~", os.sep)):
+        raise FileNotFoundError(f"dataset {name!r}: no such file or folder")
     else:
         data = _load_needing_torchcodec(name, name, config, **load_kwargs)
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
+    for split, dataset in data.items():
+        if hasattr(dataset, "__len__") and len(dataset) == 0:
+            raise ValueError(f"dataset {name!r} split {split!r} has no rows")
     columns = {audio_column: "audio_column", text_column: "text_column"}
     for split, dataset in data.items():
         check_columns(dataset, columns, where=f"dataset {name!r} split {split!r}")
@@ -167,11 +170,35 @@ def _load_needing_torchcodec(name: str, *args: Any, **kwargs: Any) -> Any:
 
     try:
         return datasets.load_dataset(*args, **kwargs)
+    except (ConnectionError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise ValueError(
+            f"dataset {name!r}: not a local file or folder, nor a hub dataset that could be loaded ({error})"
+        ) from None
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error.__context__
         if isinstance(cause, ImportError) and "torchcodec" in str(cause):
             raise ImportError(f"dataset {name!r}: {TORCHCODEC_HINT}") from None
         raise
+
+
+def _load_file(name: str, path: Path, **load_kwargs: Any) -> Any:
+    """A CSV/JSONL/Parquet file through datasets, its failures (empty file, a header without rows) said in one
+    line naming the file instead of datasets' "generating the dataset" or "corresponds to no data"."""
+    import datasets
+
+    if path.suffix not in _FILE_BUILDERS:
+        raise ValueError(f"{name}: unsupported file type {path.suffix!r}; use one of {sorted(_FILE_BUILDERS)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"dataset {name!r}: the file is empty")
+    try:
+        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), **load_kwargs)
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):
+            raise
+        raise ValueError(f"dataset {name!r} has no rows (a header line only?)") from None
+    except datasets.exceptions.DatasetGenerationError as error:
+        cause = error.__cause__ or error.__context__
+        raise ValueError(f"dataset {name!r} cannot be read as {path.suffix[1:].upper()}: {cause or error}") from None
 
 
 def _audiofolder_without_torchcodec(root: Path, **load_kwargs: Any) -> Any:
@@ -249,16 +276,23 @@ def train_eval_splits(
     eval_size: float | int | str = 0.1,
     seed: int = 0,
     audio_column: str = "audio",
+    named: Collection[str] = (),
 ) -> tuple[Any, Any]:
     """The training split and the held-out split of ``data``; when ``eval_split`` is absent (or None, or the
-    training split itself), `hold_out_by_clip` carves it out of the training split. Data of a single split
-    trains on it whatever ``train_split`` says (flags on top of the demo YAML keep the demo's split names)."""
+    training split itself), `hold_out_by_clip` carves it out of the training split.
+
+    Split names that come from a base YAML adapt to the user's data: data of one split trains on it, a missing
+    training split falls back to ``train``. A name the user gave (its flag in ``named``: ``dataset_train_split``,
+    ``dataset_test_split``) that is not in the data is an error listing the splits, never a quiet fallback."""
     splits = list(data.keys())
-    if train_split not in data and len(splits) == 1:  # own data of one split under the demo's split names
-        logger.warning("no split %r (--dataset_train_split): training on the only split, %r", train_split, splits[0])
-        train_split = splits[0]
-    if train_split not in data:
-        raise ValueError(f"the dataset has no split {train_split!r} (--dataset_train_split); its splits are {splits}")
+    train_split = choose_train_split(data, train_split, named)
+    if isinstance(eval_split, str) and eval_split.strip().lower() in ("none", "null", ""):
+        eval_split = None
+    if eval_split and eval_split not in data and "dataset_test_split" in named:
+        raise ValueError(
+            f"the dataset has no split {eval_split!r} (--dataset_test_split); its splits are {splits}. Name one, or "
+            "pass --dataset_test_split none to hold out --eval_split_size of the training clips"
+        )
     if eval_split and eval_split != train_split and eval_split in data:
         return data[train_split], data[eval_split]
     train, held_out = hold_out_by_clip(data[train_split], eval_size, seed=seed, audio_column=audio_column)
@@ -275,6 +309,19 @@ def train_eval_splits(
         seed,
     )
     return train, held_out
+
+
+def choose_train_split(data: Any, train_split: str, named: Collection[str] = ()) -> str:
+    """The split to train on (see `train_eval_splits`): ``train_split``, or, where the name came from a base
+    YAML, the data's only split or its ``train`` split (said in one warning)."""
+    splits = list(data.keys())
+    if train_split in data:
+        return train_split
+    fallback = splits[0] if len(splits) == 1 else ("train" if "train" in data else None)
+    if fallback is None or "dataset_train_split" in named:
+        raise ValueError(f"the dataset has no split {train_split!r} (--dataset_train_split); its splits are {splits}")
+    logger.warning("no split %r (--dataset_train_split): training on the split %r", train_split, fallback)
+    return fallback
 
 
 def watch_split(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..audio import TARGET_SAMPLING_RATE, audio_key, check_sampling_rate, group_by_clip, load_audio
+from ..errors import RlnfUserError
 from .transcript_rewards import DEFAULT_AUDIO_COLUMN, DEFAULT_REFERENCE_COLUMN, TRL_KWARGS, completion_texts
 
 
@@ -93,6 +94,10 @@ def _pad_dim1(tensor: torch.Tensor, length: int) -> torch.Tensor:
     shape = list(tensor.shape)
     shape[1] = length - tensor.shape[1]
     return torch.cat([tensor, tensor.new_zeros(shape)], dim=1)
+
+
+class ClipTooShortError(RlnfUserError, ValueError):
+    """A clip too short for the reward model's features; the message names it."""
 
 
 class AudioTextReward:
@@ -209,7 +214,8 @@ class AudioTextReward:
             )
         if not texts:
             return []
-        scores, clips = self._score(audios, texts)
+        names = prompts if isinstance(prompts, list) and len(prompts) == len(texts) else None
+        scores, clips = self._score(audios, texts, names)
         self._log(kwargs, len(texts), clips)
         return [self.scale * value + self.offset for value in scores]
 
@@ -222,10 +228,14 @@ class AudioTextReward:
                 raise ValueError(f"text item {index}: expected a string, got {type(text).__name__}")
         return self._score(audios, list(texts))[0] if texts else []
 
-    def _score(self, audios: Sequence[Any], texts: Sequence[str]) -> tuple[list[float], int]:
-        """Scores, and how many distinct clips there were (for the logs)."""
+    def _score(
+        self, audios: Sequence[Any], texts: Sequence[str], names: Sequence[Any] | None = None
+    ) -> tuple[list[float], int]:
+        """Scores, and how many distinct clips there were (for the logs); ``names`` (TRL's prompts: the recipes'
+        clip names) name a clip the model cannot score."""
         self._prepare_model()
         waveforms, clip_rows = group_clips(audios, self.sampling_rate)
+        self._check_lengths(waveforms, clip_rows, names)
         unique_texts, text_rows = unique_indices(list(texts))
         with torch.inference_mode():
             audio_encoding = self._encode_clips(waveforms)
@@ -259,6 +269,20 @@ class AudioTextReward:
                     self.model.to(self.device)
                 self._ready = True
             self.model.eval()
+
+    def _check_lengths(self, waveforms: list[np.ndarray], clip_rows: list[int], names: Sequence[Any] | None) -> None:
+        """A clip of one analysis window or less has no features: said naming the clip (its row, and its name
+        where TRL passed one), not the position among the batch's distinct clips."""
+        shortest = self.processor.feature_extractor.n_fft
+        for clip, waveform in enumerate(waveforms):
+            if waveform.shape[0] <= shortest:
+                row = clip_rows.index(clip)
+                name = f"clip {names[row]!r} (row {row})" if names is not None else f"audio item {row}"
+                raise ClipTooShortError(
+                    f"{name}: {1000 * waveform.shape[0] / TARGET_SAMPLING_RATE:.0f} ms of audio is too short for the "
+                    f"reward model, which needs more than {1000 * shortest / TARGET_SAMPLING_RATE:.0f} ms "
+                    f"({shortest} samples at 16 kHz): remove clips this short from the data"
+                )
 
     def _encode_clips(self, waveforms: list[np.ndarray]) -> Any:
         """Log-mel + audio encoder, once per distinct clip, at most ``batch_size`` clips at a time."""

@@ -35,7 +35,7 @@ from transformers import AutoProcessor
 from transformers.trainer_utils import EvalLoopOutput
 from trl.models import unwrap_model_for_generation
 
-from ..audio import audio_key, group_by_clip, load_audio
+from ..audio import audio_key, clip_file_name, group_by_clip, load_audio
 from ..data.loading import check_columns as shared_check
 from ..errors import RlnfUserError
 from ..policies.base import CLIPS_KEY, ClipBatch, SpeechPolicy, load_policy_model, policy_for
@@ -55,6 +55,11 @@ class UndecodableAudioError(RlnfUserError, ValueError):
 
 class RewardFunctionError(RuntimeError):
     """A reward function raised; the message names the function and the global step."""
+
+
+class RewardInputError(RlnfUserError, ValueError):
+    """A reward function refused its input (e.g. a clip too short to score): the message says which clip and
+    what to change, so it ends the run with one line, not a traceback."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -125,7 +130,9 @@ def guard_reward(func: Callable, name: str, step: int, keep: list[int] | None = 
     """``func`` with errors naming it and the global step; with ``keep``, it sees only those rows (of ``rows``) and
     the others get ``None`` (TRL: "does not apply"), so a skipped clip never reaches a reward."""
 
-    def fail(error: Exception) -> RewardFunctionError:
+    def fail(error: Exception) -> RewardFunctionError | RewardInputError:
+        if isinstance(error, RlnfUserError):  # its message is all the user needs
+            return RewardInputError(f"reward function {name!r} at global step {step}: {error}")
         return RewardFunctionError(
             f"reward function {name!r} raised {type(error).__name__} at global step {step}: {error}"
         )
@@ -304,6 +311,10 @@ class SpeechTrainerMixin:
         return audio_key(row[self.args.audio_column])
 
     def _row_name(self, row: dict[str, Any], position: int) -> str:
+        """The clip's file name where it has one (row numbers count the rows left after a held-out split was
+        carved out, which is not the user's file), else its row."""
+        if name := clip_file_name(row.get(self.args.audio_column)):
+            return f"clip {name!r}"
         if row.get(ROW_ID_COLUMN) is not None:
             return f"dataset row {row[ROW_ID_COLUMN]}"
         return f"batch row {position}"
@@ -319,7 +330,9 @@ class SpeechTrainerMixin:
                 f"{where}: the '{self.args.audio_column}' item cannot be decoded ({type(error).__name__}: {error})"
             )
             if not self.args.skip_undecodable_audio:
-                raise UndecodableAudioError(f"{message}. Set skip_undecodable_audio=True to skip such rows.") from error
+                raise UndecodableAudioError(
+                    f"{message}. Pass --skip_undecodable_audio (skip_undecodable_audio=True) to skip such rows"
+                ) from error
             warnings.warn(f"{message}; skipped (not sampled, no reward, no loss)", stacklevel=3)
             return None
 
@@ -512,7 +525,7 @@ class SpeechTrainerMixin:
             for done, (position, row) in enumerate(mine, start=1):
                 if row[ref_col] is None:
                     missing.append(row.get(ROW_ID_COLUMN, position))
-                elif (waveform := self._load_clip(row[audio_col], row.get(ROW_ID_COLUMN, position))) is not None:
+                elif (waveform := self._load_clip(row[audio_col], self._row_name(row, position))) is not None:
                     waveforms.append(waveform)
                     references.append(row[ref_col])
                 if len(waveforms) == batch or (done == len(mine) and waveforms):

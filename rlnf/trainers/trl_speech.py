@@ -17,6 +17,7 @@ they are where rlnf expects them live in `rlnf.trainers.trl_compat`.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -31,6 +32,8 @@ from transformers import PreTrainedModel
 from ..policies.base import CLIPS_KEY
 from .speech import SpeechTrainerMixin, resolve_reward_names
 from .trl_compat import check_trl_internals, reference_model_by
+
+logger = logging.getLogger(__name__)
 
 
 class TRLSpeechTrainerMixin(SpeechTrainerMixin):
@@ -175,12 +178,37 @@ class TRLSpeechTrainerMixin(SpeechTrainerMixin):
 
     def _calculate_rewards(self, inputs: list, prompts: list, completions: list, completion_ids_list: list) -> Any:
         """TRL's reward loop; errors name the reward and step; skipped clips never reach a reward function."""
-        with self._guarded_rewards(len(prompts)):
+        skipping = self.args.skip_undecodable_audio and self._bad_rows is not None and any(self._bad_rows)
+        with self._guarded_rewards(len(prompts)), _without_all_none_warning(self._trl_module, skipping):
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.args.skip_undecodable_audio and self._bad_rows is not None:
             bad = gather(torch.tensor(self._bad_rows, device=rewards.device))
+            unrewarded = torch.isnan(rewards).all(dim=1) & ~bad
+            if skipping and unrewarded.any():  # TRL's warning was held back for the skipped clips: not for these
+                logger.warning("%d completions of clips that decoded got no reward from any reward function",
+                               int(unrewarded.sum()))  # fmt: skip
             rewards[bad] = torch.nan  # unscorable (nn.Module rewards too): TRL gives them zero advantage
         return rewards
+
+
+class _AllNoneFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "All reward functions returned None" not in record.getMessage()  # accelerate prefixes "[RANK n]"
+
+
+@contextmanager
+def _without_all_none_warning(module: ModuleType, active: bool) -> Iterator[None]:
+    """Hold back TRL's "All reward functions returned None" (once per step, with the whole row) while a skipped
+    clip's rows get None on purpose: the skip was already said when the clip failed to decode."""
+    if not active:
+        yield
+        return
+    trl_logger, quiet = logging.getLogger(module.__name__), _AllNoneFilter()
+    trl_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        trl_logger.removeFilter(quiet)
 
 
 __all__ = ["TRLSpeechTrainerMixin"]
