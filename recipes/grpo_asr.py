@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     base = demo_config(trainer_name, DEMO_CONFIG.parent)
     script_args, args, model_args = parser.parse_args_and_config(args=with_base_config(argv, base))
     check_world_size(args.world_size)
+    named = given_flags(argv)
+    if "reference_column" in named and "eval_reference_column" not in named and args.reference_column is not None:
+        args.eval_reference_column = args.reference_column  # one transcript column named: the held-out WER's too
     resume = resume_argument(args.resume_from_checkpoint)
     model_path = resolve_model_path(model_args.model_name_or_path)
     use_reward_model = "reward_model" in script_args.reward_funcs
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     apply_reference_free(script_args, args, main=args.process_index == 0)  # --reference_free: rewards without wer/cer
     check_reference_free(script_args.reward_funcs, args.reference_column)  # before anything is loaded
     eval_column = args.eval_reference_column
-    train, held_out, held_out_name = load_rl_train_eval(script_args, args, given_flags(argv))  # may turn eval WER off
+    train, held_out, held_out_name = load_rl_train_eval(script_args, args, named)  # may turn eval WER off: audio only
     train, watch = watch_split(
         train, clips=args.wer_watch_clips, split=args.wer_watch_split, seed=args.seed, audio_column=args.audio_column,
         load_split=lambda name: load_asr_dataset(script_args.dataset_name, script_args.dataset_config)[name],

@@ -417,3 +417,16 @@ def test_an_error_line_is_not_drawn_over_by_an_open_progress_bar(capsys) -> None
     report_user_error(ValueError("bad clip"))
     assert bar not in getattr(type(bar), "_instances", set())  # closed before the line: nothing redraws after it
     assert capsys.readouterr().err.rstrip().endswith("error: bad clip")
+
+
+def test_naming_the_transcript_column_once_serves_training_and_the_held_out_wer(assets, tmp_path: Path) -> None:
+    renamed = tmp_path / "renamed.csv"
+    lines = assets["csv"].read_text(encoding="utf-8").splitlines()
+    rows = [line.replace("clips/", f"{assets['root']}/clips/") for line in lines[1:]]
+    renamed.write_text("\n".join(["audio,transcript", *rows]) + "\n", encoding="utf-8")
+    argv = flags(assets, "unused", tmp_path / "out", "--reference_column", "transcript", "--max_steps", "1")
+    argv[argv.index("--dataset_name") + 1] = str(renamed)
+    results = grpo_recipe.main(argv)
+    assert results["eval_before"]["eval_wer"] is not None and results["eval_after"]["eval_wer"] is not None
+    with pytest.raises(ValueError, match=r"has no column 'text' \(--eval_reference_column\)"):  # named apart: kept
+        grpo_recipe.main([*argv, "--eval_reference_column", "text", "--output_dir", str(tmp_path / "apart")])
