@@ -80,6 +80,7 @@ def test_audio_only_data_trains_reference_free_with_one_flag(assets, tmp_path: P
     run = json.loads((out / "rlnf_run.json").read_text())
     assert run["reward_funcs"] == ["reward_model", "repetition_penalty", "empty_penalty"]
     assert run["reference_column"] is None
+    assert run["train_split"] == "train"  # the split trained on, as in the card: not the demo YAML's rl_train
 
     # (b) one compact console line per log, not transformers' whole dict
     stdout = capsys.readouterr().out
