@@ -162,20 +162,22 @@ def main(argv: list[str] | None = None) -> dict:
             "best_checkpoint": trainer.state.best_model_checkpoint,
         }  # fmt: skip
     if main_process:
-        output = Path(args.output_dir)
+        output, merged = Path(args.output_dir), None
         processor.save_pretrained(output)
         if (output / "config.json").exists():  # a full model (not a LoRA adapter): ready for the ASR pipeline
             trainer.policy.finish_saved_folder(output)
         elif script_args.merge_lora and hasattr(trainer.model, "merge_and_unload"):
-            trainer.model.merge_and_unload().save_pretrained(output / "merged")
-            processor.save_pretrained(output / "merged")
-            trainer.policy.finish_saved_folder(output / "merged")
+            merged = "merged"  # the adapter stays in output; the card's transcription examples load this
+            trainer.model.merge_and_unload().save_pretrained(output / merged)
+            processor.save_pretrained(output / merged)
+            trainer.policy.finish_saved_folder(output / merged)
         card = asr_model_card(
             method=method_name(trainer_name), base_model=model_args.model_name_or_path, dataset=script_args.dataset_name,
             train_split=script_args.dataset_train_split, eval_split=held_out_name,
             before=before, after=after, rewards=script_args.reward_funcs, reward_weights=args.reward_weights,
             reward_model=script_args.reward_model_path if use_reward_model else None, steps=trainer.state.global_step,
             model_type=model.config.model_type, reference_free=args.reference_column is None,
+            watch=results.get("wer_watch"), merged_subfolder=merged,
         )  # fmt: skip
         save_card(card, output)
         no_wer = None if args.eval_reference_column else "eval_reference_column is None (no reference transcripts)"

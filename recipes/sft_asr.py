@@ -18,6 +18,7 @@ card (README.md) and `sft_results.json` (greedy WER/CER on the held-out split be
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -48,13 +49,16 @@ from rlnf.policies.transducer import demo_parakeet_tdt  # noqa: E402
 from rlnf.recipe_support import (  # noqa: E402
     ASRScriptArguments,
     finish_run,
+    given_flags,
     load_train_eval,
     resume_argument,
     with_base_config,
 )
 from rlnf.trainers.asr_eval import evaluate_asr  # noqa: E402
+from rlnf.trainers.console import use_compact_console  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).with_name("sft_asr_demo.yaml")
+logger = logging.getLogger("sft_asr")
 
 
 @dataclass
@@ -80,6 +84,18 @@ class SFTScriptArguments(ASRScriptArguments):
     eval_max_new_tokens: int = field(default=128, metadata={"help": "longest greedy transcript in the WER evaluation"})
 
 
+def warn_tiny_model_on_own_data(script_args: SFTScriptArguments, argv: list[str]) -> None:
+    """Without a model, the recipe builds the demo's tiny random model: right for the demo, a silent surprise on
+    one's own data (unless --tiny_architecture asks for it)."""
+    if script_args.model_name_or_path or script_args.dataset_name == "demo" or "tiny_architecture" in given_flags(argv):
+        return
+    logger.warning(
+        "no --model_name_or_path: training the demo's tiny %s from random weights, not a pretrained model; pass "
+        "--model_name_or_path (e.g. openai/whisper-small, a folder or hub id) to fine-tune one",
+        script_args.tiny_architecture,
+    )
+
+
 def build_policy(script_args: SFTScriptArguments, train_texts: list[str], seed: int):
     if script_args.model_name_or_path:
         path = resolve_model_path(script_args.model_name_or_path)
@@ -100,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = TrlParser((SFTScriptArguments, Seq2SeqTrainingArguments))
     script_args, training_args = parser.parse_args_and_config(args=with_base_config(argv, DEMO_CONFIG))
     check_world_size(training_args.world_size)
+    if training_args.process_index == 0:
+        warn_tiny_model_on_own_data(script_args, argv)
     set_seed(training_args.seed)
     audio, text = script_args.audio_column, script_args.reference_column
     train, held_out, held_out_name = load_train_eval(
@@ -116,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         model=model, args=training_args, train_dataset=train, eval_dataset=held_out, data_collator=collator,
         processing_class=processor.feature_extractor,
     )  # fmt: skip
+    use_compact_console(trainer)  # one short line per log, as in the RL recipes
     trainer.train(resume_from_checkpoint=resume_argument(training_args.resume_from_checkpoint))
     after = evaluate_asr(model, processor, held_out, **columns)
     results = {

@@ -5,7 +5,10 @@
     python recipes/train_reward_model.py --config my.yaml --dataset_name my_scores.csv --score_scale 1
     accelerate launch -q recipes/train_reward_model.py --fusion_type late
 
-The base YAML is recipes/reward_model_demo.yaml unless ``--config`` names another; flags override it. Options:
+The base YAML is recipes/reward_model_demo.yaml unless ``--config`` names another; flags override it. Its
+``eval_split_size: 200`` (validation clips of the demo's thousands) is the demo's: on one's own data with the demo
+YAML as base, the validation split is the default 0.1 of the training clips unless ``--eval_split_size`` is given
+(said in one line). Options:
 `rlnf.trainers.reward_model_config.RewardModelTrainingArguments` (data, tokenizer, export) and every
 `RewardConfig` architecture field (``--fusion_type``, ``--alignment_dim``, ...). Every clip is decoded and every
 split checked before training (`rlnf.data.scorer_data.prepare_splits`). Writes the model + processor,
@@ -30,8 +33,9 @@ from trl import TrlParser  # noqa: E402
 
 from rlnf.data.scorer_data import clip_keys, prepare_splits  # noqa: E402
 from rlnf.model_cards import reward_model_card, save_card  # noqa: E402
-from rlnf.recipe_support import resume_argument, with_base_config  # noqa: E402
+from rlnf.recipe_support import given_flags, resume_argument, with_base_config  # noqa: E402
 from rlnf.trainers.audio_augmentation import ChannelAugmentation  # noqa: E402
+from rlnf.trainers.console import use_compact_console  # noqa: E402
 from rlnf.trainers.reward_model_config import (  # noqa: E402
     RewardModelTrainingArguments,
     reward_architecture_arguments,
@@ -58,15 +62,30 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[RewardModelTrainingA
     if argv and argv[0].endswith((".yaml", ".yml")):  # the old positional form: recipe.py config.yaml
         argv = ["--config", *argv]
     parser = TrlParser((RewardModelTrainingArguments, reward_architecture_arguments()))
-    args, architecture = parser.parse_args_and_config(args=with_base_config(argv, DEMO_CONFIG))
+    argv = with_base_config(argv, DEMO_CONFIG)
+    args, architecture = parser.parse_args_and_config(args=argv)
     args.resume_from_checkpoint = resume_argument(args.resume_from_checkpoint)
+    _own_data_split_size(args, argv)
     return args, architecture
+
+
+def _own_data_split_size(args: RewardModelTrainingArguments, argv: list[str]) -> None:
+    """The demo YAML's 200 validation clips would be all or most of a small dataset of one's own: there the
+    default share applies unless --eval_split_size is given."""
+    config = Path(argv[argv.index("--config") + 1])
+    if args.dataset_name == "demo" or "eval_split_size" in given_flags(argv) or not config.samefile(DEMO_CONFIG):
+        return
+    default = RewardModelTrainingArguments.__dataclass_fields__["eval_split_size"].default
+    if args.eval_split_size != default:
+        logger.info("validation: %g of your training clips (--eval_split_size to change it; the demo YAML's %g is "
+                    "the demo corpus's)", default, args.eval_split_size)  # fmt: skip
+        args.eval_split_size = default
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, save model + processor to ``output_dir``, write ``eval_results.json`` / ``test_metrics.json``."""
-    args, architecture = parse_arguments(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args, architecture = parse_arguments(argv)
     threads = torch.get_num_threads()
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
@@ -100,6 +119,7 @@ def train(args: RewardModelTrainingArguments, architecture: dict[str, Any]) -> d
         train_clip_keys=keys if args.group_by_clip else None, train_data_collator=train_collator if augment else None,
         callbacks=[WallClockLimit(60 * args.max_train_minutes)] if args.max_train_minutes else None,
     )  # fmt: skip
+    use_compact_console(trainer)  # one short line per log, as in the RL recipes
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     train_metrics = {**result.metrics, "train_wall_seconds": round(time.perf_counter() - start, 2),

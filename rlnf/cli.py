@@ -93,8 +93,7 @@ def _eval_reward(args: argparse.Namespace) -> int:
         args.dataset, args.dataset_config, audio_column=args.audio_column, text_column=args.text_column,
         seed=args.seed, demo_options=_eval_demo_options(args) if args.dataset == "demo" else None,
     )  # fmt: skip
-    if args.split not in splits:
-        raise KeyError(f"split {args.split!r} not in {args.dataset!r}; it has {list(splits)}")
+    args.split = _choose_split(list(splits), args.split, args.dataset)
     dataset = splits[args.split]
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
@@ -126,6 +125,19 @@ def _eval_reward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _choose_split(splits: list[str], asked: str | None, dataset: str) -> str:
+    """``--split``, by default ``test``, or the data's only split when none was asked for: a CSV/JSONL file loads
+    as one ``train`` split, and evaluating it should not need a flag."""
+    name = asked or "test"
+    if name in splits:
+        return name
+    if asked is None and len(splits) == 1:
+        print(f"rlnf eval-reward: evaluating split {splits[0]!r}, the only one of {dataset}", file=sys.stderr)
+        return splits[0]
+    options = " or ".join(f"--split {split}" for split in splits)
+    raise ValueError(f"{dataset} has no split {name!r}; pass {options}")
+
+
 def _eval_demo_options(args: argparse.Namespace) -> dict:
     """The demo rows of the reward recipe's YAML (default: the shipped one, whose ``test_metrics.json`` reports
     them), for ``args.split`` only; ``--demo_policies`` overrides its policies."""
@@ -146,7 +158,7 @@ def _eval_demo_options(args: argparse.Namespace) -> dict:
         options.pop("holdout_policy", None)  # only training rows leave it out: no effect on a held-out split
     print(f"rlnf eval-reward: demo rows of {path} (policy samples: {options.get('policies') or 'none'})",
           file=sys.stderr)  # fmt: skip
-    return {**options, "splits": [args.split]}
+    return {**options, "splits": [args.split or "test"]}
 
 
 def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
@@ -164,7 +176,9 @@ def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
         "(audiofolder layout) or a .jsonl/.csv file",
     )
     parser.add_argument("--dataset_config", default=None, help="hub dataset configuration (e.g. partially-reviewed)")
-    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--split", default=None, help="split to evaluate (default: test, or the data's only split, e.g. a CSV's)"
+    )
     parser.add_argument("--output_dir", default="reward-eval", help="where the JSON and PNG go")
     parser.add_argument("--score_scale", type=float, default=100.0, help="100: scores are 0-100; 1: scores are 0-1")
     parser.add_argument("--audio_column", default="audio")
@@ -189,8 +203,8 @@ def _add_eval_reward(commands: argparse._SubParsersAction) -> None:
         help="--dataset demo: the policies whose samples join the synthetic rows (default: the YAML's; 'none': "
         "synthetic rows only)",
     )  # fmt: skip
-    # Also an error message and exit code 2: a split the data lacks (KeyError), a missing plotting library.
-    parser.set_defaults(func=_eval_reward, errors=(KeyError, ImportError))
+    # Also an error message and exit code 2: a missing plotting library.
+    parser.set_defaults(func=_eval_reward, errors=(ImportError,))
 
 
 def build_parser() -> argparse.ArgumentParser:

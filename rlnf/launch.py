@@ -19,6 +19,7 @@ The module itself needs only the standard library; it exec's accelerate, so srun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -29,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import product
 from pathlib import Path
 
@@ -45,7 +46,9 @@ __all__ = [
     "check_world_size",
     "expand_nodelist",
     "main",
+    "resolve_config",
     "run_verb",
+    "shipped_configs",
     "split_launch_flags",
     "verb_launch_command",
 ]
@@ -317,7 +320,8 @@ RECIPE_VERBS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 LAUNCH_FLAGS = ("--num_processes", "--accelerate_config")  # the verb's own flags; everything else is the recipe's
 _LAUNCH_HELP = """\
-{prog}: the recipe {module} (recipes/{script} in a checkout), on its demo YAML unless --config names another.
+{prog}: the recipe {module} (recipes/{script} in a checkout), on its demo YAML unless --config names another
+(a file, or a shipped YAML by name: grpo_asr_ctc_demo.yaml, or ctc_demo for the recipe's own prefix).
 Launcher flags (read by rlnf, not passed to the recipe):
   --num_processes N         N > 1: N processes on this machine (GPUs, or CPU processes without GPUs) through
                             `accelerate launch --quiet`; default 1: this process
@@ -402,21 +406,75 @@ def _launch(verb: str, command: list[str]) -> int:
     return code
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The recipe YAMLs installed with rlnf (``rlnf.recipes``: recipes/ of a checkout), by file name."""
+    from importlib.resources import files
+
+    folder = Path(str(files("rlnf.recipes")))
+    return {path.name: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config(value: str, recipe: str) -> str:
+    """``--config VALUE`` of recipe ``recipe`` (e.g. ``grpo_asr``): an existing file as given, else a shipped YAML
+    named with or without ``.yaml`` or the recipe's prefix (``ctc_demo`` -> ``grpo_asr_ctc_demo.yaml``), so that
+    the YAMLs are usable by name after a plain ``pip install``."""
+    if Path(value).is_file():
+        return value
+    shipped = shipped_configs()
+    names = (value, f"{value}.yaml", f"{recipe}_{value}", f"{recipe}_{value}.yaml") if "/" not in value else ()
+    for name in names:
+        if name in shipped:
+            return str(shipped[name])
+    raise LaunchError(f"--config {value}: no such file, nor a shipped config (shipped: {', '.join(shipped)})")
+
+
+def _with_resolved_config(recipe_args: Sequence[str], recipe: str) -> list[str]:
+    """``recipe_args`` with the value of ``--config X`` / ``--config=X`` through `resolve_config`."""
+    args = list(recipe_args)
+    for i, arg in enumerate(args):
+        if arg.startswith("--config="):
+            args[i] = f"--config={resolve_config(arg.split('=', 1)[1], recipe)}"
+        elif arg == "--config" and i + 1 < len(args):
+            args[i + 1] = resolve_config(args[i + 1], recipe)
+    return args
+
+
+@contextlib.contextmanager
+def _negations_described() -> Iterator[None]:
+    """HfArgumentParser adds ``--no_X`` for a bool field that defaults to True, with ``--X``'s help: under
+    ``--help`` it says ``turn off --X`` instead, so the two do not read as the same switch."""
+    original = argparse.ArgumentParser.format_help
+
+    def format_help(parser: argparse.ArgumentParser) -> str:
+        for action in parser._actions:
+            if action.const is False and action.option_strings[:1] == [f"--no_{action.dest}"]:
+                action.help, action.default = f"turn off --{action.dest}", argparse.SUPPRESS  # not "(default: False)"
+        return original(parser)
+
+    argparse.ArgumentParser.format_help = format_help
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.format_help = original
+
+
 def _run_verb(verb: str, argv: list[str]) -> int:
     module_name, fixed = RECIPE_VERBS[verb]
     launch, recipe_args = split_launch_flags(argv)
     if fixed and any(arg == "--trainer" or arg.startswith("--trainer=") for arg in recipe_args):
         raise LaunchError(f"`rlnf {verb}` sets --trainer itself; run `rlnf rloo` or `rlnf ppo` for another trainer")
-    recipe_args = [*fixed, *recipe_args]
     module = f"rlnf.recipes.{module_name}"
     if importlib.util.find_spec("rlnf.recipes") is None:
         raise LaunchError("rlnf.recipes is not installed: reinstall rlnf (`pip install -e .` in a checkout)")
-    if "-h" in recipe_args or "--help" in recipe_args:
+    recipe_args = [*fixed, *_with_resolved_config(recipe_args, module_name)]
+    asks_help = "-h" in recipe_args or "--help" in recipe_args
+    if asks_help:
         print(_LAUNCH_HELP.format(prog=f"rlnf {verb}", module=module, script=f"{module_name}.py"))
     if launch.get("accelerate_config") is None and (_num_processes(launch) or 1) == 1:
         saved, sys.argv = sys.argv, [f"rlnf {verb}", *recipe_args]  # the parser's usage line names the verb
         try:
-            importlib.import_module(module).main(recipe_args)
+            with _negations_described() if asks_help else contextlib.nullcontext():
+                importlib.import_module(module).main(recipe_args)
         finally:
             sys.argv = saved
         return 0

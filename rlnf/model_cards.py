@@ -72,12 +72,17 @@ def asr_model_card(
     model_name: str | None = None,
     model_type: str = "whisper",
     reference_free: bool = False,
+    watch: Mapping[str, Any] | None = None,
+    merged_subfolder: str | None = None,
 ) -> ModelCard:
     """The card of a speech-recognition policy trained by ``method`` ("GRPO", "RLOO", "PPO", "SFT");
     ``before``/``after`` hold greedy ``wer``/``cer`` (or ``eval_wer``/``eval_cer``) on ``eval_split`` (none: the
     card says there were no transcripts to measure them on); ``model_type`` (the config's, e.g. "whisper",
     "parakeet_ctc") is a hub tag; ``reference_free``: trained without the training split's transcripts, which
-    the card says (``rewards`` should then hold only the rewards that applied: no wer/cer)."""
+    the card says (``rewards`` should then hold only the rewards that applied: no wer/cer). ``watch``: the
+    recipe's ``results["wer_watch"]`` (history, stopped_early, best_checkpoint): the card says which checkpoint
+    the saved policy is. ``merged_subfolder``: a LoRA run's folder holds the adapter and the merged model there,
+    which is what the transcription examples load."""
 
     def metric(values: Mapping[str, Any], name: str) -> Any:
         return values.get(name, values.get(f"eval_{name}"))
@@ -123,6 +128,8 @@ def asr_model_card(
         lines.append(f"- Reward model: `{reward_model}`")
     if steps is not None:
         lines.append(f"- Optimizer steps: {steps}")
+    if watch and watch.get("history"):
+        lines.append(_watch_text(watch))
     measured = any(metric(values, name) is not None for values in (before, after) for name in ("wer", "cer"))
     lines += ["", f"## Evaluation (greedy decoding, split `{eval_split}`)", ""]
     lines += [
@@ -133,15 +140,36 @@ def asr_model_card(
         "Not measured: the evaluation split has no reference transcripts. Measure the policy on a labelled split "
         "before trusting it (`rlnf transcribe`, or rlnf's `evaluate_asr`).",
     ]  # fmt: skip
+    model_path = f"PATH_OR_HUB_ID/{merged_subfolder}" if merged_subfolder else "PATH_OR_HUB_ID"
+    lines += ["", "## How to transcribe", ""]
+    if merged_subfolder:
+        lines += [
+            f"This folder holds the LoRA adapter; `{merged_subfolder}/` holds the merged model, loaded below.",
+            "",
+        ]
     lines += [
-        "", "## How to transcribe", "",
-        "```bash", "rlnf transcribe clip.wav other.flac --model PATH_OR_HUB_ID", "```", "",
+        "```bash", f"rlnf transcribe clip.wav other.flac --model {model_path}", "```", "",
         "```python", "from transformers import pipeline", "",
-        'asr = pipeline("automatic-speech-recognition", model="PATH_OR_HUB_ID")',
+        f'asr = pipeline("automatic-speech-recognition", model="{model_path}")',
         'print(asr("clip.wav")["text"])   # a file needs FFmpeg; or pass {"raw": samples, "sampling_rate": 16000}',
         "```", "",
     ]  # fmt: skip
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _watch_text(watch: Mapping[str, Any]) -> str:
+    """One card line: how the watched WER went and which checkpoint the saved policy is."""
+    history = watch["history"]
+    text = f"- Held-out WER watch: {len(history)} checks"
+    if watch.get("stopped_early"):
+        text += ", stopped early (the watched WER rose while the reward rose)"
+    best = watch.get("best_checkpoint")
+    if best:
+        step = Path(best).name.rsplit("-", 1)[-1]
+        wer = next((row["wer"] for row in history if str(row["step"]) == step), None)
+        at = f" (watched WER {wer:.3f})" if wer is not None else ""
+        text += f"; the saved policy is the checkpoint of step {step}{at}, the lowest watched WER"
+    return text
 
 
 def reward_model_card(

@@ -175,19 +175,22 @@ def test_tiny_grpo_run_through_the_verb(assets: dict[str, Path], tmp_path: Path)
     assert (output / "config.json").exists() and (output / "README.md").exists()
 
 
-def test_tiny_sft_run_through_the_verb(assets: dict[str, Path], tmp_path: Path) -> None:
+def test_tiny_sft_run_through_the_verb(assets: dict[str, Path], tmp_path: Path, capsys, caplog) -> None:
     output = tmp_path / "sft"
     assert cli.main([
         "sft", "--dataset_name", str(assets["csv"]), "--eval_split_size", "0.25", "--output_dir", str(output),
         "--max_steps", "2", "--per_device_train_batch_size", "4", "--tiny_d_model", "32", "--tiny_layers", "1",
-        "--tiny_vocab_size", "300", "--tiny_window_seconds", "2", "--eval_max_new_tokens", "4",
+        "--tiny_vocab_size", "300", "--tiny_window_seconds", "2", "--eval_max_new_tokens", "4", "--logging_steps", "1",
     ]) == 0  # fmt: skip
     results = json.loads((output / "sft_results.json").read_text())
     assert results["global_steps"] == 2 and (results["train_samples"], results["eval_samples"]) == (6, 2)
     assert (output / "model.safetensors").is_file() and "supervised fine-tuning" in (output / "README.md").read_text()
+    out = capsys.readouterr().out
+    assert "step 1/2 | loss " in out and "{'loss'" not in out  # the RL recipes' compact line, not the dict
+    assert "no --model_name_or_path: training the demo's tiny whisper" in caplog.text  # own data, random model
 
 
-def test_tiny_reward_model_run_through_the_verb(tmp_path: Path) -> None:
+def test_tiny_reward_model_run_through_the_verb(tmp_path: Path, capsys) -> None:
     from test_reward_training import TINY, write_scorer_jsonl
 
     from rlnf.reward_model import RewardModel
@@ -198,6 +201,8 @@ def test_tiny_reward_model_run_through_the_verb(tmp_path: Path) -> None:
     metrics = json.loads((output / "test_metrics.json").read_text())
     assert metrics["test_n"] > 0 and math.isfinite(metrics["test_mse"])
     assert RewardModel.from_pretrained(output).config.embed_dim == 16  # the flags reached the recipe, not the YAML's
+    out = capsys.readouterr().out
+    assert "step 2/2 | loss " in out and "{'loss'" not in out  # the RL recipes' compact line, not the dict
 
 
 def test_two_processes_through_the_verb_end_with_the_error(tmp_path: Path) -> None:

@@ -123,6 +123,8 @@ def test_grpo_lora_from_flags_on_own_csv_with_one_split(assets, tmp_path: Path, 
     assert json.loads((out / "adapter_config.json").read_text())["task_type"] is None
     _assert_pipeline_matches_greedy(out / "merged", assets)  # the merged copy is a plain, pipeline-ready checkpoint
     card = (out / "README.md").read_text()
+    assert "rlnf transcribe clip.wav other.flac --model PATH_OR_HUB_ID/merged" in card  # what loads: merged/
+    assert 'pipeline("automatic-speech-recognition", model="PATH_OR_HUB_ID/merged")' in card
     assert "pipeline_tag: automatic-speech-recognition" in card and "text-generation" not in card
     assert "`reward_model` (weight 1), `wer` (weight 1)" in card  # the demo YAML's weights survived the flags
     assert "evaluation split `2 clips held out of the training split (seed 0)`" in card

@@ -10,7 +10,6 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from conftest import TEXTS, synthetic_clip
@@ -248,16 +247,6 @@ def test_training_curves_have_loss_and_kl_panels_for_grpo_and_ppo() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- (c) small data
-def test_repetition_warning_names_the_numbers(caplog) -> None:
-    from rlnf.trainers.console import RepetitionWarning
-
-    state = SimpleNamespace(is_world_process_zero=True, num_train_epochs=375, max_steps=750)
-    with caplog.at_level(logging.WARNING, logger="rlnf.trainers.console"):
-        RepetitionWarning(11).on_train_begin(None, state, None)
-        RepetitionWarning(1000).on_train_begin(None, SimpleNamespace(**{**vars(state), "num_train_epochs": 3}), None)
-    assert [r.getMessage()[:47] for r in caplog.records] == ["375 epochs over 11 training clips (750 steps): "]
-
-
 # ----------------------------------------------------------------------------------------------- (d) smaller list
 def test_num_generations_1_gets_no_batch_multiple_hint(tmp_path: Path) -> None:
     from rlnf import ASRGRPOConfig

@@ -118,15 +118,22 @@ def test_the_recipe_watches_carved_clips_and_reports_the_watch(assets, tmp_path,
     flags = grpo_flags(
         assets, tmp_path / "watched", "--reference_column", "none", "--reward_funcs", "reward_model",
         "--reward_weights", "1.0", "--max_steps", "4", "--wer_watch_clips", "2", "--eval_steps", "2",
-        "--per_device_eval_batch_size", "4",
+        "--per_device_eval_batch_size", "4", "--stop_when_wer_rises", "5",  # keeps the best checkpoint, never stops
     )  # fmt: skip
     results = grpo_recipe.main(flags)
     watch = results["wer_watch"]
     assert [row["step"] for row in watch["history"]] == [2, 4] and watch["stopped_early"] is False
     assert all(0 <= row["wer"] for row in watch["history"])
     assert set(results["eval_before"]) == {"eval_wer", "eval_cer"}  # the held-out split's, not eval_watch_*
+    best = min(watch["history"], key=lambda row: row["wer"])  # ties: the first, as transformers keeps it
+    assert watch["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
+    card = (tmp_path / "watched" / "README.md").read_text()
+    assert (
+        f"- Held-out WER watch: 2 checks; the saved policy is the checkpoint of step {best['step']} (watched WER "
+        f"{best['wer']:.3f}), the lowest watched WER"
+    ) in card  # the rollback is in the card, not only in results.json
     caplog.set_level("WARNING")
-    grpo_recipe.main([*flags[:-8], "--max_steps", "1", "--output_dir", str(tmp_path / "unwatched")])
+    grpo_recipe.main([*flags[:-10], "--max_steps", "1", "--output_dir", str(tmp_path / "unwatched")])
     assert any("--wer_watch_clips" in r.getMessage() for r in caplog.records)  # told how to watch
 
 

@@ -213,6 +213,14 @@ def clip_keys(dataset: datasets.Dataset, *, clip_column: str | None = None, audi
     return keys
 
 
+def _carve(train: Any, flag: str, size: Any, **kwargs: Any) -> Any:
+    """`split_by_clip` of ``size`` clips whose size error names the flag that set it."""
+    try:
+        return split_by_clip(train, test_size=_size(size), **kwargs)
+    except ValueError as error:
+        raise ScorerDatasetError(f"{flag} {size}: {error}") from None
+
+
 def split_by_clip(
     dataset: datasets.Dataset,
     *,
@@ -600,12 +608,12 @@ def prepare_splits(args: Any) -> dict[str, Any]:
     else:
         logger.warning("no test split %r: holding out %s of the training clips for the final report",
                        args.dataset_test_split, args.test_split_size)  # fmt: skip
-        parts = split_by_clip(train, test_size=_size(args.test_split_size), seed=args.seed, **carve)
+        parts = _carve(train, "--test_split_size", args.test_split_size, seed=args.seed, **carve)
         train, test = parts["train"], parts["validation"]
     if args.dataset_validation_split in data:
         validation = data[args.dataset_validation_split]
     else:
-        parts = split_by_clip(train, test_size=_size(args.eval_split_size), seed=args.seed + 1, **carve)
+        parts = _carve(train, "--eval_split_size", args.eval_split_size, seed=args.seed + 1, **carve)
         train, validation = parts["train"], parts["validation"]
     splits = {"train": train, "validation": validation, "test": test}
     splits.update({name: data[name] for name in report})

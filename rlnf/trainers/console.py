@@ -8,7 +8,7 @@ full dict stays in ``trainer.state.log_history`` (``trainer_state.json`` in ever
 integrations (TensorBoard ...) and at DEBUG level in the ``rlnf.trainers.console`` logger.
 
 `RepetitionWarning` says once, when training begins, that a run will pass over its training clips more than
-`MAX_EPOCHS` times (11 clips for 750 steps is 375 epochs: the policy memorises them).
+`MAX_EPOCHS` times (11 clips, 750 steps of 4 clips x 8 completions: 273 epochs; the policy memorises them).
 """
 
 from __future__ import annotations
@@ -102,24 +102,36 @@ def use_compact_console(trainer: Any) -> None:
             trainer.add_callback(compact)
 
 
+def clips_per_step(args: Any) -> float:
+    """Clips drawn per optimizer step: its completions (per device x processes x accumulation) over the ones a
+    drawn clip gives (``num_generations``, each trained on ``num_iterations`` / PPO's ``num_ppo_epochs`` times).
+    Not transformers' epoch: TRL's sampler drops each epoch's incomplete batch of clips (11 clips in batches of
+    4: an "epoch" of 8), which counted 375 epochs where the clips come back 273 times."""
+    completions = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    reuse = getattr(args, "num_iterations", None) or getattr(args, "num_ppo_epochs", None) or 1
+    return completions / ((getattr(args, "num_generations", None) or 1) * reuse)
+
+
 class RepetitionWarning(TrainerCallback):
     """Warns once at the start of training when the run passes over its ``clips`` training clips more than
-    ``max_epochs`` times (default `MAX_EPOCHS`; transformers' epoch count: each clip sampled once per epoch)."""
+    ``max_epochs`` times (default `MAX_EPOCHS`): ``max_steps x clips_per_step / clips`` epochs (passes)."""
 
     def __init__(self, clips: int, max_epochs: int | None = None):
         self.clips, self.max_epochs = clips, max_epochs
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        epochs, limit = state.num_train_epochs, MAX_EPOCHS if self.max_epochs is None else self.max_epochs
-        if not state.is_world_process_zero or not isinstance(epochs, int) or epochs <= limit:
+        limit = MAX_EPOCHS if self.max_epochs is None else self.max_epochs
+        if not state.is_world_process_zero or self.clips < 1 or state.max_steps < 1:
             return
-        if epochs >= 2**31:  # a dataset without a length: transformers counts "as many as needed"
+        per_step = clips_per_step(args)
+        passes = state.max_steps * per_step / self.clips
+        if passes <= limit:
             return
         logger.warning(
-            "%d epochs over %d training clips (%d steps): each clip comes back about %d times, so the policy can "
-            "memorise these clips and the reward stops telling anything about other audio. Add clips or lower "
-            "--max_steps (more than %d epochs is warned).",
-            epochs, self.clips, state.max_steps, epochs, limit,
+            "%d epochs over %d training clips (%d steps): each step draws %g clips, so each clip comes back about "
+            "%d times and the policy can memorise these clips; the reward then stops telling anything about other "
+            "audio. Add clips or lower --max_steps (more than %d epochs is warned).",
+            round(passes), self.clips, state.max_steps, per_step, round(passes), limit,
         )  # fmt: skip
 
 
@@ -128,6 +140,7 @@ __all__ = [
     "CompactPrinterCallback",
     "CompactProgressCallback",
     "RepetitionWarning",
+    "clips_per_step",
     "compact_line",
     "use_compact_console",
 ]
