@@ -95,15 +95,19 @@ def claim_output_dir(
         checkpoint = _checkpoint_to_resume(folder, saved, identity, resume)
     else:
         checkpoint = None
-        if holds_run and not overwrite and saved not in (None, identity):
+        if holds_run and not overwrite and saved != identity:
+            other = (
+                f"checkpoints or results of a run rlnf cannot identify (no {RUN_FILE})" if saved is None
+                else f"another run ({_differences(saved, identity)})"
+            )  # fmt: skip
             raise ValueError(
-                f"--output_dir {str(folder)!r} holds another run ({_differences(saved, identity)}): pass another "
-                "--output_dir for this run, or --overwrite_output_dir to replace that one"
+                f"--output_dir {str(folder)!r} holds {other}: pass another --output_dir for this run, or "
+                "--overwrite_output_dir to replace that one"
             )
         if holds_run and not overwrite:
             raise ValueError(
-                f"--output_dir {str(folder)!r} already holds {'this' if saved else 'a'} run's checkpoints or results: "
-                "pass --resume_from_checkpoint true to continue it (a higher --max_steps trains on), "
+                f"--output_dir {str(folder)!r} already holds this run's checkpoints or results: pass "
+                "--resume_from_checkpoint true to continue it (a higher --max_steps trains on), "
                 "--overwrite_output_dir to start over, or another --output_dir"
             )
         if holds_run and main:
