@@ -127,12 +127,12 @@ def load_train_eval(
     """
     data = load_asr_dataset(script_args.dataset_name, script_args.dataset_config, audio_column=audio_column,
                             text_column=None)  # fmt: skip
+    # the split trained on (the YAML's name may fall back to the data's own, said once), for cards and results
+    script_args.dataset_train_split = choose_train_split(data, script_args.dataset_train_split, named)
     train, held_out = train_eval_splits(
         data, script_args.dataset_train_split, script_args.dataset_test_split,
         eval_size=script_args.eval_split_size, seed=seed, audio_column=audio_column, named=named,
     )  # fmt: skip
-    # the split trained on (the YAML's name may have fallen back to the data's own), for cards and results
-    script_args.dataset_train_split = choose_train_split(data, script_args.dataset_train_split, named)
     where = f"dataset {script_args.dataset_name!r} split {script_args.dataset_train_split!r}"
     check_columns(train, {text_column: "--reference_column"}, where=where, hint=missing_text_hint)
     name = script_args.dataset_test_split

@@ -69,6 +69,7 @@ def test_audio_only_data_trains_reference_free_with_one_flag(assets, tmp_path: P
         "rewards reward_model (1), repetition_penalty (1), empty_penalty (1); wer dropped" in m for m in messages
     )
     assert any("has 1 clip: a WER on so few clips is noise" in m for m in messages)  # (c) tiny held-out set
+    assert len([m for m in messages if m.startswith("no split 'rl_train' (--dataset_train_split)")]) == 1  # once
 
     card = (out / "README.md").read_text()
     rewards = next(line for line in card.splitlines() if line.startswith("- Rewards:"))
